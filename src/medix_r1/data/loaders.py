@@ -69,6 +69,17 @@ class LoadResult:
 
 
 # --------------------------------------------------------------------------------------------- raw rows
+_DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def _first_char(path: Path) -> str:
+    with path.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                return line.strip()[0]
+    return ""
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
     with path.open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -85,9 +96,48 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
             yield lineno, row
 
 
+def _lazy_images(ds: Any) -> Any:
+    """Cast image columns to ``Image(decode=False)``: rows then hold ``{"bytes", "path"}`` dicts.
+
+    Images stay undecoded until :meth:`Sample.load_images`, and a corrupt image surfaces as a row issue
+    there instead of an exception while the table is read.
+    """
+    import datasets
+
+    def undecoded(feat: Any) -> Any:
+        if isinstance(feat, datasets.Image):
+            return datasets.Image(decode=False)
+        if isinstance(feat, datasets.List):
+            return datasets.List(undecoded(feat.feature))
+        return feat
+
+    for name, feat in ds.features.items():
+        new = undecoded(feat)
+        if new != feat:
+            ds = ds.cast_column(name, new)
+    return ds
+
+
 def _iter_table(ds: Any, name: str) -> Iterator[tuple[int, dict]]:
+    ds = _lazy_images(ds)
     for i in range(len(ds)):
         yield i, ds[i]
+
+
+def _iter_json_array(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
+    """A ``.json`` file holding one array of row objects (row numbers are 0-based indices)."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        yield exc.lineno, RowIssue(str(path), exc.lineno, None, None,
+                                   f"malformed JSON: {exc.msg} (line {exc.lineno}, col {exc.colno})")
+        return
+    if not isinstance(rows, list):
+        yield 0, RowIssue(str(path), None, None, None, "a .json file must hold an array of row objects "
+                                                       "(or use .jsonl: one object per line)")
+        return
+    for i, row in enumerate(rows):
+        yield i, row if isinstance(row, dict) else RowIssue(str(path), i, None, None, "a row must be a JSON object")
 
 
 def iter_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[str, int, dict | RowIssue]]:
@@ -95,7 +145,8 @@ def iter_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[st
     path = Path(source)
     if path.is_file():
         if path.suffix in (".jsonl", ".json"):
-            for n, row in _iter_jsonl(path):
+            is_array = path.suffix == ".json" and _first_char(path) == "["
+            for n, row in (_iter_json_array(path) if is_array else _iter_jsonl(path)):
                 yield str(path), n, row
             return
         if path.suffix == ".parquet":
@@ -131,7 +182,9 @@ def iter_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[st
             return
         raise DataError(RowIssue(str(path), None, None, None,
                                  "folder holds neither *.jsonl files nor a datasets.save_to_disk dataset"))
-    if "/" in str(source) and not str(source).startswith((".", "/")):
+    if Path(str(source)).suffix in _DATA_SUFFIXES:
+        raise DataError(RowIssue(str(source), None, None, None, "no such file (check the path)"))
+    if "/" in str(source) and not str(source).startswith((".", "/", "~")):
         import datasets
 
         try:
@@ -148,9 +201,14 @@ def iter_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[st
 
 # --------------------------------------------------------------------------------------------- row -> Sample
 def _resolve_image(img: Any, base: Path | None) -> Any:
-    if isinstance(img, str) and base is not None:
+    if base is None:
+        return img
+    if isinstance(img, str):
         p = Path(img)
         return p if p.is_absolute() else (base / p)
+    if isinstance(img, dict) and not img.get("bytes") and isinstance(img.get("path"), str):
+        p = Path(img["path"])
+        return {**img, "path": str(p if p.is_absolute() else base / p)}
     return img
 
 
@@ -189,14 +247,22 @@ def row_to_sample(row: dict, *, base_dir: Path | None = None, default_split: str
             raise SampleError(key, f"must be a string, got {type(row[key]).__name__}")
     images = [_resolve_image(i, base_dir) for i in _as_list(row.get("image", row.get("images")))]
     options = row.get("options") or None
+    if isinstance(options, (list, tuple)):
+        options = {chr(ord("A") + i): str(o) for i, o in enumerate(options)}
+    if options is not None and not isinstance(options, dict):
+        raise SampleError("options", "must be an object of letter -> option text, or a list of option texts")
     answer_type = row.get("answer_type") or Sample.infer_answer_type(row["answer"], options)
     metadata = row.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise SampleError("metadata", "must be an object")
+    answer = row["answer"]
+    if answer_type == "mcq" and options:
+        answer, letter = _mcq_answer(answer, options)
+        metadata = {**metadata, "answer_letter": metadata.get("answer_letter", letter)}
     return Sample(
         id=_require_id(row),
         question=row["question"],
-        answer=row["answer"],
+        answer=answer,
         images=images,
         modality=row.get("modality"),
         answer_type=answer_type,
@@ -205,6 +271,18 @@ def row_to_sample(row: dict, *, base_dir: Path | None = None, default_split: str
         split=str(row.get("split") or default_split),
         metadata=metadata,
     )
+
+
+def _mcq_answer(answer: str, options: dict) -> tuple[str, str]:
+    """Return ``(option text, letter)`` for an MCQ answer given as either (the reference uses the text)."""
+    texts = {str(v).strip(): str(k) for k, v in options.items()}
+    if answer.strip() in texts:
+        return answer.strip(), texts[answer.strip()]
+    letter = answer.strip().rstrip(".)").strip().upper()
+    if letter in options:
+        return str(options[letter]), letter
+    raise SampleError("answer", f"an mcq answer must be one of the option texts or letters "
+                                f"({', '.join(map(str, options))}), got {answer!r}")
 
 
 def _require_id(row: dict) -> str:
@@ -287,5 +365,5 @@ def validate(source: str | Path | None = None, *, split: str | None = None) -> t
     return ok, issues
 
 
-__all__ = ["DataError", "LoadResult", "RowIssue", "BUNDLED_DIR", "iter_rows", "iter_samples", "load_samples",
-           "row_to_sample", "validate", "load_image"]
+__all__ = ["BUNDLED_DIR", "DataError", "LoadResult", "RowIssue", "iter_rows", "iter_samples", "load_image",
+           "load_samples", "row_to_sample", "validate"]
