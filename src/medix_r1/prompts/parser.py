@@ -11,8 +11,10 @@ The parser is tolerant where tolerance is harmless and strict where a reward dep
 
 - ``<think>`` is accepted as well as ``<thinking>``; whitespace and case inside the angle brackets are ignored
   (``< / Thinking >`` closes a block);
-- *well formed* means: after the prefix, exactly one reasoning block, then only whitespace, then exactly one
-  answer block, then only whitespace. Every other shape is malformed, and ``reason`` says why;
+- *well formed* means: no block tag in the prefix; after it, exactly one reasoning block, then only
+  whitespace, then exactly one answer block, then only whitespace. Every other shape is malformed, and
+  ``reason`` says why. (Stricter than the reference's format check, which ignores the prefix: there an
+  answer block placed before ``<thinking>`` is both "well formed" and the answer that gets judged.);
 - the answer is the content of the first ``<answer>`` block even when the completion is malformed, so a
   reward can still judge content while the format reward is 0;
 - it scans tags once with a linear regex, so 100 KB completions parse in well under a millisecond per KB.
@@ -127,6 +129,10 @@ def _malformation(text: str, tokens: list, first_think) -> str | None:
         return "empty completion"
     if first_think is None:
         return "no <thinking> block"
+    stray = next((t for t in tokens if t[0] < first_think[0]), None)
+    if stray is not None:
+        # An answer block before the reasoning would be the one `answer` reports: never call that well formed.
+        return f"<{'/' if stray[2] else ''}{stray[4]}> before <thinking>"
     body = [t for t in tokens if t[0] >= first_think[0]]
     kinds = [(t[3], t[2]) for t in body]
     expected = [("think", False), ("think", True), ("answer", False), ("answer", True)]
@@ -143,8 +149,6 @@ def _malformation(text: str, tokens: list, first_think) -> str | None:
             return "more than one <answer> block"
         if ("answer", True) not in kinds:
             return "<answer> is never closed"
-        if any(t[3] == "answer" for t in tokens if t[0] < first_think[0]):
-            return "answer tag before <thinking>"
         return "block tags out of order or unbalanced"
     if body[0][4] != body[1][4]:
         return f"<{body[0][4]}> closed by </{body[1][4]}>"
