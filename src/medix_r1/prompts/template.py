@@ -93,8 +93,13 @@ class PromptTemplate:
         """The same conversation with string contents and no image placeholders (text-only models, APIs)."""
         out = []
         for m in self.render(sample):
-            text = "\n".join(c["text"] if c["type"] == "text" else "<image>" for c in m["content"])
-            out.append({"role": m["role"], "content": text.replace("\n<image>\n", "\n<image> ")})
+            text = ""
+            for i, c in enumerate(m["content"]):
+                piece = c["text"] if c["type"] == "text" else "<image>"
+                if i:  # an image placeholder runs on into what follows; text parts are separate lines
+                    text += " " if m["content"][i - 1]["type"] == "image" else "\n"
+                text += piece
+            out.append({"role": m["role"], "content": text})
         return out
 
     def with_overrides(self, **kwargs: Any) -> "PromptTemplate":
