@@ -57,6 +57,17 @@ class ChatBackend(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or models."""
 
+    async def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`BackendError` (saying how to fix it) when the backend cannot answer at all."""
+
+    def describe(self) -> str:
+        """A one-line description for logs and error messages (kind, model, URL)."""
+        return f"{type(self).__name__}(model={self.model_name!r})"
+
+    def how_to_fix(self) -> str:
+        """What to tell a user whose judge keeps failing."""
+        return "check the judge backend's logs"
+
 
 class BackendError(RuntimeError):
     """A backend failed to produce a reply (HTTP error, refused connection, bad response body...)."""
@@ -75,15 +86,45 @@ class JudgeStats:
     cache_hits: int = 0
     latency_total_s: float = 0.0
     model_calls: int = 0
+    deduplicated: int = 0
+    """Requests answered by an identical request in the same batch (no model call, no cache lookup)."""
+    last_error: str | None = None
+    """The most recent failure's message, for error reports."""
 
-    def add(self, v: Verdict) -> None:
+    def add(self, v: Verdict, *, duplicate: bool = False) -> None:
         self.requests += 1
         self.by_status[v.status] = self.by_status.get(v.status, 0) + 1
-        if v.cached:
+        if v.error:
+            self.last_error = v.error
+        if duplicate:
+            self.deduplicated += 1
+        elif v.cached:
             self.cache_hits += 1
         elif v.status not in ("exact", "injection"):
             self.model_calls += 1
             self.latency_total_s += v.latency_s
+
+    def reset(self) -> None:
+        """Zero every counter (e.g. at the start of a training step)."""
+        self.requests = self.cache_hits = self.model_calls = self.deduplicated = 0
+        self.latency_total_s = 0.0
+        self.by_status = {}
+        self.last_error = None
+
+    def merge(self, other: "JudgeStats") -> None:
+        """Add another judge's counters to these."""
+        self.requests += other.requests
+        self.cache_hits += other.cache_hits
+        self.model_calls += other.model_calls
+        self.deduplicated += other.deduplicated
+        self.latency_total_s += other.latency_total_s
+        for k, n in other.by_status.items():
+            self.by_status[k] = self.by_status.get(k, 0) + n
+        self.last_error = other.last_error or self.last_error
+
+    @property
+    def injections(self) -> int:
+        return self.by_status.get("injection", 0)
 
     @property
     def failures(self) -> int:
@@ -103,4 +144,6 @@ class JudgeStats:
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "by_status": dict(self.by_status), "error_rate": self.error_rate,
-                "cache_hit_rate": self.cache_hit_rate, "mean_latency_s": self.mean_latency_s}
+                "cache_hit_rate": self.cache_hit_rate, "mean_latency_s": self.mean_latency_s,
+                "model_calls": self.model_calls, "cache_hits": self.cache_hits,
+                "deduplicated": self.deduplicated, "injections": self.injections}
