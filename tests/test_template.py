@@ -9,7 +9,7 @@ from medix_r1.registry import UnknownNameError
 
 
 def _sample(**kw):
-    base = dict(id="s1", question="Which organ is enlarged?", answer="Spleen")
+    base = {"id": "s1", "question": "Which organ is enlarged?", "answer": "Spleen"}
     return Sample(**{**base, **kw})
 
 

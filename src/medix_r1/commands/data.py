@@ -124,11 +124,12 @@ def cmd_show(args) -> int:
     from medix_r1.data.loaders import DataError, load_samples
     from medix_r1.data.stats import render_preview, save_thumbnails
     from medix_r1.prompts import get_template
+    from medix_r1.registry import UnknownNameError
 
-    template = get_template(args.template)
     try:
+        template = get_template(args.template)
         res = load_samples(_source(args), split=args.split, on_error="skip")
-    except DataError as exc:
+    except (DataError, UnknownNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     samples = [s for s in res.samples if s.has_image or not args.images_only][: max(args.n, 0)]

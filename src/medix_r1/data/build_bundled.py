@@ -144,7 +144,8 @@ def dicom_to_image(ds, *, window: str | tuple[float, float] | None = None, frame
         y = _linear_window(x, centre, width)
         info["window"] = (f"{window} " if isinstance(window, str) else "") + f"(C{centre:g}/W{width:g})"
     elif "VOILUTSequence" in ds:
-        y = apply_voi_lut(x, ds, index=0, prefer_lut=True).astype(np.float64)
+        # LUTs index integers; after a float rescale, round to the nearest input value
+        y = apply_voi_lut(np.rint(x).astype(np.int64), ds, index=0, prefer_lut=True).astype(np.float64)
         lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
         lo, hi = float(lut.min()), float(lut.max())
         y = np.clip((y - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(y)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from medix_r1.modalities import normalize_tag
 
+if TYPE_CHECKING:
+    import PIL.Image
+
 AnswerType = Literal["open", "closed", "mcq"]
 ANSWER_TYPES: tuple[str, ...] = ("open", "closed", "mcq")
-ImageLike = Union[str, Path, bytes, "PIL.Image.Image"]  # noqa: F821 - PIL is imported lazily
+ImageLike = Union[str, Path, bytes, "PIL.Image.Image"]  # PIL is imported lazily (only for type checkers here)
 
 _CLOSED_ANSWERS = frozenset({"yes", "no"})
 
@@ -89,7 +92,7 @@ class Sample:
             return "mcq"
         return "closed" if answer.strip().strip(".").lower() in _CLOSED_ANSWERS else "open"
 
-    def load_images(self) -> list["PIL.Image.Image"]:  # noqa: F821
+    def load_images(self) -> list[PIL.Image.Image]:
         """Decode every image to an RGB ``PIL.Image``. Raises :class:`SampleError` naming the bad one."""
         return [load_image(img, field=f"images[{i}]") for i, img in enumerate(self.images)]
 
@@ -113,7 +116,7 @@ class Sample:
         }
 
 
-def load_image(img: ImageLike, field: str = "image") -> "PIL.Image.Image":  # noqa: F821
+def load_image(img: ImageLike, field: str = "image") -> PIL.Image.Image:
     """Open a path, bytes, a ``{"bytes":..., "path":...}`` dict (``datasets`` layout) or a PIL image as RGB."""
     from PIL import Image, UnidentifiedImageError
 

@@ -102,7 +102,7 @@ class PromptTemplate:
             out.append({"role": m["role"], "content": text})
         return out
 
-    def with_overrides(self, **kwargs: Any) -> "PromptTemplate":
+    def with_overrides(self, **kwargs: Any) -> PromptTemplate:
         return replace(self, **kwargs)
 
 
