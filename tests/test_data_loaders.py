@@ -279,3 +279,9 @@ def test_sample_rejects_bad_values_directly():
     with pytest.raises(SampleError, match="options"):
         Sample(id="a", question="q", answer="x", answer_type="mcq")
     assert Sample(id="a", question="q", answer="x", modality="").modality is None
+
+
+def test_hub_id_offline_is_a_clear_error():
+    # conftest sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE: the loader must say what to do, not crash
+    with pytest.raises(DataError, match="could not load hub dataset.*pass a local path"):
+        load_samples("someorg/no-such-dataset")

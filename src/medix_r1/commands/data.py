@@ -101,7 +101,7 @@ def cmd_validate(args) -> int:
 
 def cmd_stats(args) -> int:
     from medix_r1.data.loaders import DataError, load_samples
-    from medix_r1.data.stats import dataset_stats, format_stats
+    from medix_r1.data.stats import compute_stats, format_stats
 
     source = _source(args)
     try:
@@ -109,7 +109,7 @@ def cmd_stats(args) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stats = dataset_stats(res.samples)
+    stats = compute_stats(res.samples)
     stats["bad_rows_skipped"] = res.skipped
     if args.json:
         print(json.dumps(stats, indent=2))

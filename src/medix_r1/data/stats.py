@@ -1,7 +1,7 @@
 """Summaries and previews of a dataset: the library side of ``medix-r1 data stats`` and ``data show``.
 
 >>> from medix_r1.data import load_samples
->>> stats = dataset_stats(load_samples().samples)      # the bundled demo data
+>>> stats = compute_stats(load_samples().samples)      # the bundled demo data
 >>> stats["rows"] == sum(stats["split"].values())
 True
 """
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 TEXT_ONLY = "(text-only)"
 
 
-def dataset_stats(samples: Iterable[Sample]) -> dict[str, Any]:
+def compute_stats(samples: Iterable[Sample]) -> dict[str, Any]:
     """Counts by modality, answer type, source and split, and with/without image.
 
     Returns ``{"rows": n, "modality": {...}, "answer_type": {...}, "source": {...}, "split": {...},
@@ -102,4 +102,4 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
 
 
-__all__ = ["dataset_stats", "format_stats", "render_preview", "save_thumbnails"]
+__all__ = ["compute_stats", "format_stats", "render_preview", "save_thumbnails"]
