@@ -285,3 +285,16 @@ def test_hub_id_offline_is_a_clear_error():
     # conftest sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE: the loader must say what to do, not crash
     with pytest.raises(DataError, match="could not load hub dataset.*pass a local path"):
         load_samples("someorg/no-such-dataset")
+
+
+def test_plain_parquet_in_canonical_layout(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _png(tmp_path / "pics/x.png")
+    table = pa.table({"id": ["a", "b"], "question": ["Plane?", "Antidote?"], "answer": ["Axial", "Naloxone"],
+                      "image": [["pics/x.png"], []], "modality": ["<MRI_SCAN>", None]})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    a, b = load_samples(tmp_path / "rows.parquet").samples
+    assert a.images == [tmp_path / "pics/x.png"] and a.load_images()[0].size == (12, 10)
+    assert a.modality == "<MRI_SCAN>" and b.modality is None and not b.has_image

@@ -151,8 +151,11 @@ def iter_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[st
             return
         if path.suffix == ".parquet":
             import datasets
+            import pyarrow.parquet as pq
 
-            ds = datasets.Dataset.from_parquet(str(path))
+            # In memory, not Dataset.from_parquet: that copies the file into a cache folder on every new path.
+            # The features (e.g. Image columns) come back from the schema metadata datasets wrote.
+            ds = datasets.Dataset(pq.read_table(path))
             for n, row in _iter_table(ds, str(path)):
                 yield str(path), n, row
             return
