@@ -1,0 +1,316 @@
+"""``run_training``: recipe -> data -> rewards -> model -> ``MedixGRPOTrainer`` -> train -> save. Read top to bottom.
+
+    from medix_r1.train import run_training
+    result = run_training("recipes/demo/cpu.yaml", overrides=["trainer.max_steps=2"], output_dir="runs/try")
+    print(result.final_checkpoint, result.metrics_path, result.plot_path)
+
+The run folder holds ``resolved_recipe.yaml`` (every setting after presets and overrides, with the prompt
+template version and library versions), ``metrics.jsonl``, ``reward_curve.png``, ``samples.md``,
+``checkpoint-N/`` folders (Hugging Face format + trainer state, for ``--resume``) and ``final/``, which
+``medix_r1.models.load_policy`` and ``from_pretrained`` + the processor load.
+
+``dry_run`` does everything except loading models: recipe, data (every row parsed), reward configuration,
+prompt template and ``GRPOConfig`` are all checked, and the resolved configuration is returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medix_r1.train.callbacks import (
+    ConsoleProgressCallback,
+    MetricsJsonlCallback,
+    RunReportCallback,
+    read_metrics,
+)
+from medix_r1.train.dataset import (
+    TrainingDataError,
+    build_dataset,
+    drop_long_prompts,
+    load_training_samples,
+)
+from medix_r1.train.recipe import Recipe, RecipeError, dump_yaml, load_recipe
+from medix_r1.train.rewards import RewardSetup, build_rewards, check_reward_config
+from medix_r1.train.trainer import _is_oom
+
+log = logging.getLogger(__name__)
+
+RESOLVED_NAME = "resolved_recipe.yaml"
+METRICS_NAME = "metrics.jsonl"
+FINAL_NAME = "final"
+
+
+class TrainingOOMError(RuntimeError):
+    """Training ran out of memory; the message lists the settings that lower memory use."""
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    final_checkpoint: Path | None
+    metrics_path: Path
+    plot_path: Path | None
+    samples_path: Path | None = None
+    resolved_config_path: Path | None = None
+    global_step: int = 0
+    train_runtime_s: float = 0.0
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.metrics_path)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def resolve_output_dir(recipe: Recipe, output_dir: str | os.PathLike | None) -> Path:
+    if output_dir is not None:
+        return Path(output_dir)
+    if recipe.output_dir:
+        return Path(recipe.output_dir)
+    return Path("runs") / recipe.name
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+def grpo_config_kwargs(recipe: Recipe, output_dir: Path, reward_weights: list[float] | None) -> dict[str, Any]:
+    """The ``GRPOConfig`` keyword arguments of a recipe (preset, trainer section, managed fields)."""
+    kwargs: dict[str, Any] = {"logging_steps": 1, "report_to": "none", "save_only_model": False}
+    kwargs.update(recipe.trainer_settings())
+    kwargs["output_dir"] = str(output_dir)
+    if reward_weights is not None:
+        kwargs["reward_weights"] = list(reward_weights)
+    return kwargs
+
+
+def make_grpo_config(kwargs: dict[str, Any], *, validate_only: bool = False):
+    """Build ``GRPOConfig``; with ``validate_only`` on a machine without a GPU, device checks are skipped."""
+    from trl import GRPOConfig
+
+    kw = dict(kwargs)
+    if validate_only and not _accelerator_available() and not kw.get("use_cpu"):
+        kw["use_cpu"] = True  # a GPU recipe is checked here, it will run elsewhere
+    try:
+        return GRPOConfig(**kw)
+    except (ValueError, TypeError) as exc:
+        raise RecipeError(f"trainer settings rejected by trl.GRPOConfig: {exc}") from exc
+
+
+def resolved_config(recipe: Recipe, trainer_kwargs: dict[str, Any], *, output_dir: Path,
+                    reward: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything that decides a run, as plain data (written to ``resolved_recipe.yaml``)."""
+    import torch
+    import transformers
+    import trl
+
+    from medix_r1 import __version__
+    from medix_r1.prompts import get_template
+
+    template = get_template(recipe.data.template)
+    d = recipe.to_dict()
+    d["output_dir"] = str(output_dir)
+    d["algorithm"]["dynamic_sampling"]["enabled"] = recipe.algorithm.dynamic_sampling_enabled
+    d["prompt_template"] = {"name": template.name, "version": template.version}
+    if reward is not None:
+        d["reward_resolved"] = reward
+    d["trainer_resolved"] = {k: (v if isinstance(v, (int, float, str, bool, list, dict, type(None))) else str(v))
+                             for k, v in trainer_kwargs.items()}
+    d["preset_overrides"] = {k: {"preset": a, "recipe": b} for k, (a, b) in recipe.preset_overrides().items()}
+    if data is not None:
+        d["data_report"] = data
+    d["versions"] = {"medix_r1": __version__, "trl": trl.__version__, "transformers": transformers.__version__,
+                     "torch": torch.__version__}
+    return d
+
+
+def _oom_message(recipe: Recipe, exc: BaseException) -> str:
+    t = recipe.trainer_settings()
+    return (
+        f"out of memory during training ({type(exc).__name__}: {str(exc)[:200]}). Settings that lower memory: "
+        f"trainer.per_device_train_batch_size (now {t.get('per_device_train_batch_size', 8)}) with "
+        f"gradient_accumulation_steps to keep the batch; trainer.num_generations "
+        f"(now {t.get('num_generations', 8)}); trainer.max_completion_length "
+        f"(now {t.get('max_completion_length', 512)}); model.max_pixels (now {recipe.model.max_pixels}) and "
+        f"data.max_prompt_length; model.gradient_checkpointing: true (now {recipe.model.gradient_checkpointing}); "
+        f"model.lora.enabled: true; model.freeze_vision: true; with vLLM colocate a lower "
+        f"trainer.vllm_gpu_memory_utilization; on several GPUs DeepSpeed ZeRO-3 with offload "
+        f"(recipes/accelerate/zero3_offload.yaml). Resume from the last checkpoint with --resume.")
+
+
+def _last_checkpoint(output_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not output_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(output_dir))
+    return Path(last) if last else None
+
+
+# --------------------------------------------------------------------------------------------- dry run
+def dry_run(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[str] | dict | None = None,
+            output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Validate everything but the models and return the resolved configuration."""
+    from medix_r1.prompts import get_template
+
+    recipe = load_recipe(recipe_or_path, overrides)
+    out = resolve_output_dir(recipe, output_dir)
+    get_template(recipe.data.template)
+    reward = check_reward_config(recipe.reward)
+    samples, report = load_training_samples(recipe.data.train, split=recipe.data.split,
+                                            on_error=recipe.data.on_error, limit=recipe.data.limit,
+                                            offline_ok=True)
+    data_report = dataclasses.asdict(report) if report is not None else {"source": recipe.data.train,
+                                                                          "loaded": "not loaded (hub dataset "
+                                                                          "unreachable offline)"}
+    if recipe.data.eval:
+        _, eval_report = load_training_samples(recipe.data.eval, split=recipe.data.eval_split,
+                                               on_error=recipe.data.on_error, limit=recipe.data.eval_limit,
+                                               offline_ok=True)
+        data_report = {"train": data_report,
+                       "eval": dataclasses.asdict(eval_report) if eval_report else "not loaded"}
+    kwargs = grpo_config_kwargs(recipe, out, reward.get("weights_list"))
+    make_grpo_config(kwargs, validate_only=True)
+    return resolved_config(recipe, kwargs, output_dir=out, reward=reward, data=data_report)
+
+
+# --------------------------------------------------------------------------------------------- training
+def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[str] | dict | None = None,
+                 output_dir: str | os.PathLike | None = None, resume: bool = False, *,
+                 reward_setup: RewardSetup | None = None,
+                 extra_callbacks: list | None = None,
+                 progress: bool = True) -> RunResult:
+    """Train a policy with a recipe; see the module docstring. ``reward_setup`` replaces the recipe's reward
+    (tests and benchmarks use it for scripted rewards); ``progress=False`` hides the console bar."""
+    from transformers import set_seed
+
+    from medix_r1.models import load_policy
+    from medix_r1.prompts import get_template
+    from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
+    from medix_r1.train.model_setup import apply_pixel_bounds, count_parameters, freeze_vision_tower, lora_config
+    from medix_r1.train.trainer import MedixGRPOTrainer
+
+    t_start = time.time()
+    # 1. recipe and run folder
+    recipe = load_recipe(recipe_or_path, overrides)
+    out = resolve_output_dir(recipe, output_dir)
+    checkpoint = _last_checkpoint(out)
+    if checkpoint is not None and not resume:
+        raise RecipeError(f"{out} already holds checkpoints (last: {checkpoint.name}); pass --resume to continue "
+                          "that run, or choose another --output-dir")
+    if resume and checkpoint is None:
+        log.warning("--resume: no checkpoint in %s yet, starting from the beginning", out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(int(recipe.trainer.get("seed", 42)))
+    template = get_template(recipe.data.template)
+
+    # 2. data (parsed and checked before any model is loaded)
+    samples, report = load_training_samples(recipe.data.train, split=recipe.data.split,
+                                            on_error=recipe.data.on_error, limit=recipe.data.limit)
+    eval_samples = None
+    if recipe.data.eval:
+        eval_samples, _ = load_training_samples(recipe.data.eval, split=recipe.data.eval_split,
+                                                on_error=recipe.data.on_error, limit=recipe.data.eval_limit)
+
+    # 3. rewards (the judge is checked now, not after the first generation)
+    rewards = reward_setup or build_rewards(recipe.reward)
+    rewards.check()
+
+    # 4. trainer arguments, then the model (ZeRO-3 must know its config before the weights load)
+    kwargs = grpo_config_kwargs(recipe, out, rewards.weights)
+    args = make_grpo_config(kwargs)
+    device = "cpu" if (args.fsdp or _zero3()) else str(args.device)
+    policy = load_policy(recipe.model.name_or_path, trust_remote_code=recipe.model.trust_remote_code,
+                         dtype=recipe.model.dtype, device=device)
+    if policy.is_vlm:
+        apply_pixel_bounds(policy.processor, recipe.model.min_pixels, recipe.model.max_pixels)
+    if recipe.model.freeze_vision:
+        freeze_vision_tower(policy.model)
+    peft_config = lora_config(recipe.model.lora) if recipe.model.lora.enabled else None
+
+    samples = drop_long_prompts(samples, template, policy.tokenizer, recipe.data.max_prompt_length, report)
+    bounds = {"min_pixels": recipe.model.min_pixels, "max_pixels": recipe.model.max_pixels}
+    train_ds = build_dataset(samples, template, source=report.source, **bounds)
+    eval_ds = build_dataset(eval_samples, template, source=str(recipe.data.eval), **bounds) if eval_samples else None
+
+    resolved = resolved_config(recipe, kwargs, output_dir=out, reward=rewards.describe(),
+                               data=dataclasses.asdict(report))
+    (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
+
+    # 5. the trainer
+    metrics_path = out / METRICS_NAME
+    report_cb = RunReportCallback(out, metrics_path, title=f"{recipe.name} ({recipe.algorithm.preset})")
+    callbacks = [MetricsJsonlCallback(metrics_path), report_cb, *(extra_callbacks or [])]
+    ds = recipe.algorithm.dynamic_sampling
+    ds_config = (DynamicSamplingConfig(min_mean=ds.min_mean, max_mean=ds.max_mean, drop_equal=ds.drop_equal,
+                                       max_tries=ds.max_tries, on_exhausted=ds.on_exhausted)
+                 if recipe.algorithm.dynamic_sampling_enabled else None)
+    trainer = MedixGRPOTrainer(
+        model=policy.model,
+        reward_funcs=rewards.funcs,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=policy.processor,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        dynamic_sampling=ds_config,
+        metric_sources=rewards.metric_sources,
+    )
+    _use_console_progress(trainer, enabled=progress and not args.disable_tqdm)
+    report_cb.trainer = trainer
+    total, trainable = count_parameters(trainer.model)
+    log.info("policy %s (%s): %.1f M parameters, %.1f M trainable; %d training prompts; preset %s%s",
+             recipe.model.name_or_path, policy.family, total / 1e6, trainable / 1e6, len(train_ds),
+             recipe.algorithm.preset, " + dynamic sampling" if ds_config else "")
+
+    # 6. train
+    try:
+        train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if (resume and checkpoint) else None)
+    except Exception as exc:
+        if _is_oom(exc):
+            raise TrainingOOMError(_oom_message(recipe, exc)) from exc
+        raise
+    finally:
+        rewards.close()
+
+    # 7. save the final policy (HF format + processor) and the report
+    final = out / FINAL_NAME
+    trainer.save_model(str(final))
+    report_cb.write(trainer.state.global_step, final)
+    runtime = float(train_out.metrics.get("train_runtime", time.time() - t_start)) if train_out else 0.0
+    log.info("trained %d steps in %.1f s; run folder %s", trainer.state.global_step, runtime, out)
+    return RunResult(output_dir=out, final_checkpoint=final, metrics_path=metrics_path,
+                     plot_path=report_cb.plot_path, samples_path=out / "samples.md",
+                     resolved_config_path=out / RESOLVED_NAME, global_step=trainer.state.global_step,
+                     train_runtime_s=runtime)
+
+
+def _zero3() -> bool:
+    try:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        return bool(is_deepspeed_zero3_enabled())
+    except ImportError:
+        return False
+
+
+def _use_console_progress(trainer, enabled: bool) -> None:
+    """Swap transformers' progress bar (which prints raw log dicts) for the medix console progress."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(ConsoleProgressCallback(enabled=enabled))
+
+
+RewardFactory = Callable[[dict], RewardSetup]
+__all__ = ["RunResult", "TrainingDataError", "TrainingOOMError", "dry_run", "grpo_config_kwargs",
+           "make_grpo_config", "resolved_config", "run_training"]
