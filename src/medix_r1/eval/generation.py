@@ -1,0 +1,310 @@
+"""Eval generation: how a sample becomes a chat prompt, and the three generator backends.
+
+Prompts (:func:`build_messages`): by default the reference protocol's plain prompt (no training template): the
+images, then the question with MCQ options as ``Choices:`` lines ``A. ...``, then the task's instruction if it
+has one. ``template="medix"`` (or another template name) uses the MediX training template instead. Either
+way an optional system prompt comes first.
+
+Backends, all behind :class:`Generator` (``name``, ``batch_size``, ``concurrency``, ``generate(batch)``):
+
+- :class:`ChatGenerator`: any :class:`~medix_r1.judge.base.ChatBackend`; with
+  :class:`~medix_r1.judge.OpenAIChatBackend` that is any OpenAI-compatible endpoint (``vllm serve``...),
+  one request per sample, ``concurrency`` in flight, images as base64 JPEG data URLs;
+- :class:`TransformersGenerator`: in-process transformers through :func:`medix_r1.models.generate_chat`
+  (any model :func:`medix_r1.models.load_policy` loads), batched, in a worker thread;
+- :class:`VLLMGenerator`: vLLM's offline engine (the ``gpu`` extra; imported only when used).
+
+Greedy decoding and 2,048 new tokens by default (reference protocol).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+import hashlib
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from medix_r1.data.schema import Sample
+from medix_r1.eval.taskspec import PromptSpec
+from medix_r1.prompts import PromptTemplate, get_template
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 2048
+PLAIN_PROMPT_VERSION = "plain-v1"
+_PLAIN = PromptTemplate()  # only its question_text() is used: one definition of the "Choices:" lines
+
+
+# --------------------------------------------------------------------------------------------- prompts
+@dataclass(frozen=True)
+class PromptOptions:
+    """Run-level prompt settings. ``template=None`` is the reference protocol's plain prompt."""
+
+    template: str | None = None
+    system_prompt: str | None = None
+
+    @property
+    def version(self) -> str:
+        base = get_template(self.template).version if self.template else PLAIN_PROMPT_VERSION
+        if self.system_prompt:
+            base += "+sys-" + hashlib.sha256(self.system_prompt.encode()).hexdigest()[:8]
+        return base
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"template": self.template, "system_prompt": self.system_prompt, "version": self.version}
+
+
+def build_messages(sample: Sample, task_prompt: PromptSpec | None = None,
+                   options: PromptOptions | None = None) -> list[dict[str, Any]]:
+    """Chat messages for one sample, with ``{"type": "image"}`` placeholders where the images go.
+
+    >>> msgs = build_messages(Sample(id="1", question="Which organ?", answer="Liver", options=["Liver", "Lung"]))
+    >>> msgs[-1]["content"][-1]["text"]
+    'Which organ?\\nChoices:\\nA. Liver\\nB. Lung'
+    """
+    task_prompt = task_prompt or PromptSpec()
+    options = options or PromptOptions()
+    system = options.system_prompt or task_prompt.system
+    if options.template or task_prompt.style == "template":
+        template = get_template(options.template or "medix")
+        if system:
+            template = template.with_overrides(system_prompt=system)
+        messages = template.render(sample)
+        if task_prompt.instruction:
+            last = messages[-1]["content"]
+            last[-1] = {"type": "text", "text": f"{last[-1]['text']}\n{task_prompt.instruction}"}
+        return messages
+    text = _PLAIN.question_text(sample)
+    if task_prompt.instruction:
+        text = f"{text}\n{task_prompt.instruction}"
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in sample.images]
+    content.append({"type": "text", "text": text})
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def image_data_url(image: Any, *, quality: int = 90) -> str:
+    """A PIL image as a ``data:image/jpeg;base64,...`` URL (what OpenAI-compatible servers accept)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def to_openai_messages(messages: list[dict[str, Any]], images: list[Any]) -> list[dict[str, Any]]:
+    """Replace image placeholders (in order) by ``image_url`` parts; text-only messages become strings."""
+    it = iter(images)
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            out.append({"role": m["role"], "content": content})
+            continue
+        parts = []
+        for p in content:
+            if p.get("type") == "image":
+                try:
+                    img = next(it)
+                except StopIteration:
+                    raise ValueError("more image placeholders than images") from None
+                parts.append({"type": "image_url", "image_url": {"url": image_data_url(img)}})
+            else:
+                parts.append(p)
+        if all(p.get("type") == "text" for p in parts):
+            out.append({"role": m["role"], "content": "\n".join(p["text"] for p in parts)})
+        else:
+            out.append({"role": m["role"], "content": parts})
+    return out
+
+
+# --------------------------------------------------------------------------------------------- generators
+@dataclass
+class GenRequest:
+    """One prompt to answer: chat messages with image placeholders, and the decoded images in order."""
+
+    task: str
+    id: str
+    messages: list[dict[str, Any]]
+    images: list[Any] = field(default_factory=list)
+
+
+class Generator(abc.ABC):
+    """Something that answers eval prompts. ``generate`` gets ``batch_size`` requests at a time, and at most
+    ``concurrency`` calls run at once; it returns one reply per request or raises for the whole batch."""
+
+    name: str = "model"
+    backend: str = ""
+    batch_size: int = 1
+    concurrency: int = 1
+
+    @abc.abstractmethod
+    async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
+        ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or models."""
+
+    def describe(self) -> str:
+        return f"{self.backend} generator for {self.name!r}"
+
+    def how_to_fix(self) -> str:
+        return "check the model backend's logs"
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "backend": self.backend, "describe": self.describe()}
+
+
+class ChatGenerator(Generator):
+    """Generation through a :class:`~medix_r1.judge.base.ChatBackend` (e.g. an OpenAI-compatible endpoint)."""
+
+    backend = "openai"
+
+    def __init__(self, chat_backend: Any, *, concurrency: int = 16, name: str | None = None):
+        self.chat = chat_backend
+        self.name = name or chat_backend.model_name
+        self.concurrency = max(1, int(concurrency))
+        self.batch_size = 1
+
+    async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
+        out = []
+        for req in batch:
+            messages = to_openai_messages(req.messages, req.images)
+            out.append(await self.chat.complete(messages, max_tokens=max_new_tokens, temperature=temperature))
+        return out
+
+    async def aclose(self) -> None:
+        await self.chat.aclose()
+
+    def describe(self) -> str:
+        return f"chat endpoint {self.chat.describe() if hasattr(self.chat, 'describe') else self.name}"
+
+    def how_to_fix(self) -> str:
+        url = getattr(self.chat, "base_url", None)
+        return (f"is the model server running at {url}, serving {self.name!r}? (e.g. `vllm serve MODEL "
+                f"--host 127.0.0.1 --port 8001`; pass --model-url and --model to match)" if url
+                else "check the chat backend")
+
+
+def openai_generator(base_url: str, model: str, *, concurrency: int = 16, timeout: float = 600.0,
+                     max_retries: int = 2, api_key_env: str = "MEDIX_MODEL_API_KEY") -> ChatGenerator:
+    """A generator for any OpenAI-compatible endpoint (the API key, if any, comes from ``api_key_env``)."""
+    from medix_r1.judge import OpenAIChatBackend
+
+    # No chat_template_kwargs for the policy: its own chat template decides whether it thinks.
+    backend = OpenAIChatBackend(base_url, model, api_key_env=api_key_env, timeout=timeout,
+                                max_retries=max_retries, concurrency=concurrency, disable_thinking=False)
+    return ChatGenerator(backend, concurrency=concurrency, name=model)
+
+
+class TransformersGenerator(Generator):
+    """In-process generation with a policy loaded by :func:`medix_r1.models.load_policy` (or given loaded)."""
+
+    backend = "transformers"
+
+    def __init__(self, model: Any, *, batch_size: int = 4, trust_remote_code: bool = False,
+                 name: str | None = None):
+        self._policy = None if isinstance(model, str) else model
+        self._spec = model if isinstance(model, str) else None
+        self.name = name or (model if isinstance(model, str) else getattr(model, "name", "policy"))
+        self.batch_size = max(1, int(batch_size))
+        self.concurrency = 1  # one model, one batch at a time
+        self.trust_remote_code = trust_remote_code
+
+    @property
+    def policy(self):
+        if self._policy is None:
+            from medix_r1.models import load_policy
+
+            self._policy = load_policy(self._spec, trust_remote_code=self.trust_remote_code)
+        return self._policy
+
+    def _run(self, batch: list[GenRequest], max_new_tokens: int, temperature: float) -> list[str]:
+        from medix_r1.models import generate_chat
+
+        policy = self.policy
+        return generate_chat(policy, [r.messages for r in batch], [r.images for r in batch],
+                             max_new_tokens=max_new_tokens, temperature=temperature, batch_size=self.batch_size)
+
+    async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
+        return await asyncio.to_thread(self._run, batch, max_new_tokens, temperature)
+
+    def describe(self) -> str:
+        return f"in-process transformers model {self.name!r}"
+
+    def how_to_fix(self) -> str:
+        return "see the exception above (out of memory? a bad image for this processor?)"
+
+
+class VLLMGenerator(Generator):
+    """vLLM's offline engine: the whole batch goes to ``LLM.chat`` (vLLM schedules it). GPU only."""
+
+    backend = "vllm"
+
+    def __init__(self, model: str, *, batch_size: int = 256, tensor_parallel_size: int = 1,
+                 trust_remote_code: bool = False, max_model_len: int | None = None,
+                 engine_kwargs: dict[str, Any] | None = None):
+        self.name = model
+        self.batch_size = max(1, int(batch_size))
+        self.concurrency = 1
+        self._kwargs = {"model": model, "tensor_parallel_size": tensor_parallel_size,
+                        "trust_remote_code": trust_remote_code, **(engine_kwargs or {})}
+        if max_model_len:
+            self._kwargs["max_model_len"] = max_model_len
+        self._llm = None
+
+    def _engine(self):
+        if self._llm is None:
+            try:
+                import vllm
+            except ImportError as exc:
+                raise RuntimeError("the vLLM backend needs vLLM on a GPU machine: pip install 'medix-r1[gpu]' "
+                                   f"(import failed: {exc}); or serve the model and use --model-url") from exc
+            self._vllm = vllm
+            self._llm = vllm.LLM(**self._kwargs)
+        return self._llm
+
+    def _run(self, batch: list[GenRequest], max_new_tokens: int, temperature: float) -> list[str]:
+        llm = self._engine()
+        params = self._vllm.SamplingParams(temperature=temperature, max_tokens=max_new_tokens)
+        convs = [to_openai_messages(r.messages, r.images) for r in batch]
+        outputs = llm.chat(convs, params, use_tqdm=False)
+        return [o.outputs[0].text if o.outputs else "" for o in outputs]
+
+    async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
+        return await asyncio.to_thread(self._run, batch, max_new_tokens, temperature)
+
+    def describe(self) -> str:
+        return f"vLLM offline engine for {self.name!r}"
+
+
+def make_generator(model: Any, *, backend: str = "auto", model_url: str | None = None, concurrency: int = 16,
+                   batch_size: int | None = None, trust_remote_code: bool = False, timeout: float = 600.0,
+                   max_retries: int = 2) -> Generator:
+    """Build a generator: ``backend`` is ``openai`` (needs ``model_url``), ``transformers``, ``vllm`` or
+    ``auto`` (openai when a URL is given, else transformers). ``model`` may also be a loaded policy or a
+    ready :class:`Generator`."""
+    if isinstance(model, Generator):
+        return model
+    if backend == "auto":
+        backend = "openai" if model_url else "transformers"
+    if backend == "openai":
+        if not model_url:
+            raise ValueError("the openai generator needs --model-url (e.g. http://127.0.0.1:8001/v1)")
+        return openai_generator(model_url, str(model), concurrency=concurrency, timeout=timeout,
+                                max_retries=max_retries)
+    if backend == "transformers":
+        return TransformersGenerator(model, batch_size=batch_size or 4, trust_remote_code=trust_remote_code)
+    if backend == "vllm":
+        return VLLMGenerator(str(model), batch_size=batch_size or 256, trust_remote_code=trust_remote_code)
+    raise ValueError(f"unknown generation backend {backend!r}; valid: auto, openai, transformers, vllm")
+
+
+__all__ = ["ChatGenerator", "DEFAULT_MAX_NEW_TOKENS", "GenRequest", "Generator", "PromptOptions",
+           "TransformersGenerator", "VLLMGenerator", "build_messages", "image_data_url", "make_generator",
+           "openai_generator", "to_openai_messages"]

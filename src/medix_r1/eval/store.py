@@ -1,0 +1,157 @@
+"""Append-only JSONL records keyed by (task, sample id): how the eval phases survive crashes and SIGKILL.
+
+Each finished sample is one line, written with a single ``write`` on an ``O_APPEND`` descriptor and then
+``fsync``-ed, so a killed process loses at most the samples still in flight. A kill in the middle of a write
+can leave a torn last line (no trailing newline); opening the store for appending cuts it off (it belongs to
+a sample that was not finished, which is then redone). A malformed line anywhere else is real corruption and
+raises, naming the file and line.
+
+Reading keeps the *last* record per key: a failed attempt (status ``error``) followed by a success on a
+later run resolves to the success without rewriting the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+class StoreCorrupt(RuntimeError):
+    """A line in the middle of a results file is not JSON (a torn *last* line is repaired instead)."""
+
+
+def record_key(rec: dict) -> Key:
+    return str(rec["task"]), str(rec["id"])
+
+
+class JsonlStore:
+    """One append-only JSONL file of records with ``task`` and ``id`` fields.
+
+    >>> import tempfile, pathlib
+    >>> s = JsonlStore(pathlib.Path(tempfile.mkdtemp()) / "g.jsonl")
+    >>> s.append({"task": "t", "id": "1", "status": "error"}); s.append({"task": "t", "id": "1", "status": "ok"})
+    >>> s.latest()[("t", "1")]["status"]
+    'ok'
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = True):
+        self.path = Path(path)
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self.repaired_bytes = 0
+
+    # ------------------------------------------------------------------ reading
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.read())
+
+    def read(self) -> list[dict]:
+        """All complete records in file order (a torn last line is ignored, not repaired)."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        torn = lines[-1]  # b"" when the file ends with a newline
+        out = []
+        for n, line in enumerate(lines[:-1], start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise StoreCorrupt(f"{self.path}:{n}: not a JSON record ({exc.msg}); the file was edited or "
+                                   "corrupted: move it away to start this phase over") from None
+            out.append(rec)
+        if torn.strip():
+            log.warning("%s: ignoring a torn last line (%d bytes) left by an interrupted write",
+                        self.path, len(torn))
+        return out
+
+    def latest(self) -> dict[Key, dict]:
+        """The last record per (task, id)."""
+        out: dict[Key, dict] = {}
+        for rec in self.read():
+            out[record_key(rec)] = rec
+        return out
+
+    def count_by_key(self) -> dict[Key, int]:
+        counts: dict[Key, int] = {}
+        for rec in self.read():
+            k = record_key(rec)
+            counts[k] = counts.get(k, 0) + 1
+        return counts
+
+    # ------------------------------------------------------------------ writing
+    def _repair(self) -> None:
+        """Cut a torn last line (an interrupted write) so the next record starts on its own line."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            # Walk back to the last newline; everything after it is an unfinished record.
+            pos, chunk = size, 4096
+            while pos > 0:
+                start = max(0, pos - chunk)
+                fh.seek(start)
+                buf = fh.read(pos - start)
+                idx = buf.rfind(b"\n")
+                if idx >= 0:
+                    keep = start + idx + 1
+                    break
+                pos = start
+            else:
+                keep = 0
+            if keep < size:
+                fh.truncate(keep)
+                fh.flush()
+                os.fsync(fh.fileno())
+                self.repaired_bytes = size - keep
+                log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run",
+                            self.path, size - keep)
+
+    def open(self) -> "JsonlStore":
+        with self._lock:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._repair()
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record as one line, durably (``fsync``) before returning."""
+        if "task" not in record or "id" not in record:
+            raise ValueError("a record needs 'task' and 'id'")
+        line = (json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n").encode("utf-8")
+        if self._fd is None:
+            self.open()
+        with self._lock:
+            view = memoryview(line)
+            while view:  # a regular file takes it in one write; loop anyway rather than lose a tail
+                view = view[os.write(self._fd, view):]
+            if self.fsync:
+                os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> "JsonlStore":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["JsonlStore", "Key", "StoreCorrupt", "record_key"]
