@@ -278,9 +278,9 @@ def parse_task(data: dict, file: str | Path | None = None) -> TaskSpec:
         raise TaskConfigError(file, "name", "missing (every task needs a name)")
     spec = _build_section(TaskSpec, data, "", file)
     spec = dataclasses.replace(spec, file=file)
+    _check_task(spec, file)
     if spec.modality:
         spec = dataclasses.replace(spec, modality=normalize_tag(spec.modality, brackets=False))
-    _check_task(spec, file)
     return spec
 
 
