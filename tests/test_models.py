@@ -15,19 +15,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image as PIL
 
-PIL = pytest.importorskip("PIL.Image")
-torch = pytest.importorskip("torch")
-
-from medix_r1.models import (  # noqa: E402
+from medix_r1.models import (
     PolicyNotFoundError,
     build_tiny_vlm,
     generate_chat,
     load_policy,
     save_policy,
 )
-from medix_r1.models._build import build_once, is_complete  # noqa: E402
-from medix_r1.models.generation import count_image_parts, flatten_messages  # noqa: E402
+from medix_r1.models._build import build_once, is_complete
+from medix_r1.models.generation import count_image_parts, flatten_messages
 
 TINY_ARCHS = ["qwen2_5_vl", "qwen3_vl"]
 
@@ -143,6 +142,52 @@ def test_tiny_trl_style_checkpoint_reloads(tiny, tmp_path):
     assert load_policy(str(tmp_path / "checkpoint-2")).is_vlm
     with pytest.raises(PolicyNotFoundError, match="checkpoint-2"):
         load_policy(str(tmp_path))  # the run folder itself: the error points at its checkpoints
+
+
+def test_hub_layout_folder_loads(tiny, tmp_path):
+    """The file layout of hub repos such as Qwen/Qwen2.5-VL-7B-Instruct: preprocessor_config.json with
+    min/max_pixels, chat_template.json, the processor class named in tokenizer_config.json, no
+    processor_config.json. The processor must honour the preprocessor settings."""
+    if not tiny.family.startswith("qwen2"):
+        pytest.skip("layout of the Qwen2/2.5-VL repos")
+    folder = tmp_path / "hub"
+    tiny.model.save_pretrained(str(folder))
+    tiny.tokenizer.save_pretrained(str(folder))
+    template = (folder / "chat_template.jinja").read_text()
+    (folder / "chat_template.jinja").unlink()
+    (folder / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    unit = 28 * 28
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "min_pixels": unit, "max_pixels": unit * 4, "patch_size": 14, "temporal_patch_size": 2,
+        "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": type(tiny.processor).__name__}))
+    policy = load_policy(str(folder))
+    text = policy.processor.apply_chat_template(image_conv(), add_generation_prompt=True, tokenize=False)
+    assert "<|vision_start|><|image_pad|><|vision_end|>" in text
+    batch = policy.processor(text=[text], images=[noise(1, 200, 200)], return_tensors="pt")
+    assert 1 <= int((batch["input_ids"] == policy.model.config.image_token_id).sum()) <= 4
+    assert len(generate_chat(policy, [image_conv()], [[red()]], max_new_tokens=3)) == 1
+
+
+@pytest.mark.parametrize("arch", ["idefics3", "smolvlm"])
+def test_tiny_idefics_family_generates_and_roundtrips(arch, tmp_path):
+    policy = load_policy(f"tiny-{arch}")
+    assert policy.is_vlm and policy.family == arch
+    convs, imgs = [image_conv(), text_conv("Hi")], [[red()], []]
+    out = generate_chat(policy, convs, imgs, max_new_tokens=4)
+    again = load_policy(str(save_policy(policy, tmp_path / "ckpt")))
+    assert generate_chat(again, convs, imgs, max_new_tokens=4) == out
+
+
+def test_no_video_processor_rejects_videos_clearly():
+    from medix_r1.models.processors import torchvision_usable
+
+    if torchvision_usable():
+        pytest.skip("torchvision works here: processors keep their real video processor")
+    policy = load_policy("tiny-smolvlm")
+    with pytest.raises(RuntimeError, match="need a video processor.*torchvision"):
+        policy.processor(text=["<video>"], videos=[[red(), red()]])
 
 
 def test_generate_chat_checks_image_counts(tiny):

@@ -132,6 +132,26 @@ def smollm2_path() -> Path:
     return build_once(cache_dir("models") / SMOLLM2_DIRNAME, SMOLLM2_VERSION, _build_smollm2)
 
 
+def idefics3_processor(tok: Any, image_size: int, patch_size: int, scale_factor: int, chat_template: str,
+                       family: str = "idefics3") -> Any:
+    """An Idefics3 (or SmolVLM) processor for square ``image_size`` images, one tile per image (no splitting).
+
+    Adds the Idefics3 image tokens to ``tok``. Each image becomes
+    ``(image_size // patch_size) ** 2 // scale_factor ** 2`` image tokens.
+    """
+    import transformers
+
+    from medix_r1.models.processors import without_video
+
+    prefix = {"idefics3": "Idefics3", "smolvlm": "SmolVLM"}[family]
+    tok.add_special_tokens({"extra_special_tokens": list(IDEFICS3_TOKENS)}, replace_extra_special_tokens=False)
+    image_processor = getattr(transformers, f"{prefix}ImageProcessorPil")(
+        do_image_splitting=False, size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size})
+    processor_cls = without_video(getattr(transformers, f"{prefix}Processor"))
+    return processor_cls(image_processor=image_processor, tokenizer=tok, chat_template=chat_template,
+                         image_seq_len=(image_size // patch_size) ** 2 // scale_factor**2)
+
+
 def _build_embedded(out: Path, smollm2: Path, seed: int) -> dict:
     import torch
     from transformers import (
@@ -139,8 +159,6 @@ def _build_embedded(out: Path, smollm2: Path, seed: int) -> dict:
         AutoTokenizer,
         Idefics3Config,
         Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessorPil,
-        Idefics3Processor,
     )
 
     from medix_r1.models.chat_templates import IDEFICS3_SMOLLM2_TEMPLATE
@@ -148,14 +166,8 @@ def _build_embedded(out: Path, smollm2: Path, seed: int) -> dict:
     lm = AutoModelForCausalLM.from_pretrained(str(smollm2), dtype=torch.float32)
     tok = _finish_smollm2_tokenizer(AutoTokenizer.from_pretrained(str(smollm2)))
     base_vocab = len(tok)
-    tok.add_special_tokens({"extra_special_tokens": list(IDEFICS3_TOKENS)}, replace_extra_special_tokens=False)
-    image_processor = Idefics3ImageProcessorPil(
-        do_image_splitting=False,
-        size={"longest_edge": EMBEDDED_IMAGE_SIZE},
-        max_image_size={"longest_edge": EMBEDDED_IMAGE_SIZE},
-    )
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok,
-                                  image_seq_len=EMBEDDED_IMAGE_SEQ_LEN, chat_template=IDEFICS3_SMOLLM2_TEMPLATE)
+    processor = idefics3_processor(tok, EMBEDDED_IMAGE_SIZE, EMBEDDED_PATCH_SIZE, EMBEDDED_SCALE_FACTOR,
+                                   IDEFICS3_SMOLLM2_TEMPLATE)
     text_config = lm.config.to_dict()
     for key in ("architectures", "_name_or_path", "transformers_version", "dtype"):
         text_config.pop(key, None)

@@ -61,10 +61,8 @@ def _encode_vlm(policy: LoadedPolicy, convs: Sequence[Sequence[Message]], imgs: 
     texts = [processor.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False) for c in convs]
     kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
     if any(imgs):
-        # Qwen processors take the batch's images as one flat list in placeholder order; Idefics3/SmolVLM
-        # take one list per sample.
-        flat = policy.family.startswith("qwen")
-        kwargs["images"] = [im for group in imgs for im in group] if flat else [list(g) for g in imgs]
+        # One list per conversation (possibly empty), so the processor knows whose image is whose.
+        kwargs["images"] = [list(g) for g in imgs]
     return processor(**kwargs)
 
 

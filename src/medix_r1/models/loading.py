@@ -58,6 +58,8 @@ ALIASES: dict[str, Callable[[], Path]] = {
     "tiny-qwen2.5-vl": _tiny("qwen2_5_vl"),
     "tiny-qwen3-vl": _tiny("qwen3_vl"),
     "tiny-qwen2-vl": _tiny("qwen2_vl"),
+    "tiny-idefics3": _tiny("idefics3"),
+    "tiny-smolvlm": _tiny("smolvlm"),
 }
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -169,8 +171,8 @@ def _prepare_tokenizer(tok: Any) -> Any:
 
 def load_policy(name_or_path: str | os.PathLike, *, trust_remote_code: bool = False, dtype: Any = "auto",
                 device: str | None = None) -> LoadedPolicy:
-    """Load a policy by alias (``embedded``, ``smollm2``, ``tiny-qwen2.5-vl``, ``tiny-qwen3-vl``,
-    ``tiny-qwen2-vl``), local folder, or hub id.
+    """Load a policy by alias (see :data:`ALIASES`: ``embedded``, ``smollm2``, ``tiny-qwen2.5-vl``,
+    ``tiny-qwen3-vl``, ...), local folder, or hub id.
 
     ``dtype`` is ``"auto"`` (the checkpoint's dtype), a name like ``"bfloat16"``, or a ``torch.dtype``.
     ``device`` defaults to CUDA when available, else CPU. ``trust_remote_code`` stays off unless the model

@@ -1,8 +1,9 @@
-"""Tiny random Qwen2-VL / Qwen2.5-VL / Qwen3-VL models for tests (about 3.5 M parameters, built offline).
+"""Tiny random VLMs for tests (about 3.5 M parameters, built offline in about a second).
 
-They have the real architectures (M-RoPE, the Qwen vision tower and merger, Qwen3-VL's deepstack) at toy
-sizes, random weights, and a real tokenizer: SmolLM2's (from the bundled GGUF) plus Qwen's vision special
-tokens and a Qwen-style ChatML template. Their processors use the PIL image processor, so they work without
+Qwen2-VL / Qwen2.5-VL / Qwen3-VL (and, to test those code paths, Idefics3 and SmolVLM) with the real
+architectures (M-RoPE, the Qwen vision tower and merger, Qwen3-VL's deepstack, Idefics3's pixel shuffle) at
+toy sizes, random weights, and a real tokenizer: SmolLM2's (from the bundled GGUF) plus the architecture's
+image special tokens and a ChatML template. Their processors use the PIL image processor, so they work without
 torchvision. Outputs are gibberish: use them to exercise code paths (loading, saving, generation, GRPO
 steps), never to judge quality.
 
@@ -58,9 +59,15 @@ ARCHS: dict[str, dict[str, Any]] = {
                    "out_hidden_size": 64, "patch_size": 16, "num_position_embeddings": 64,
                    "deepstack_visual_indexes": [0]},
     },
+    # Idefics3 / SmolVLM: a Llama text model, a SigLIP-style vision tower; 64 px images, 16 px patches and
+    # pixel shuffle 2 give 4 image tokens per image.
+    "idefics3": {"config": "Idefics3Config", "image_size": 64, "patch_size": 16},
+    "smolvlm": {"config": "SmolVLMConfig", "image_size": 64, "patch_size": 16},
 }
+_IDEFICS_TEXT = {**_TEXT, "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}}
+_IDEFICS_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
 ARCH_ALIASES = {"qwen2-vl": "qwen2_vl", "qwen2.5-vl": "qwen2_5_vl", "qwen2_5-vl": "qwen2_5_vl",
-                "qwen3-vl": "qwen3_vl"}
+                "qwen3-vl": "qwen3_vl", "smolvlm2": "smolvlm"}
 
 
 def canonical_arch(arch: str) -> str:
@@ -81,10 +88,9 @@ def tiny_tokenizer() -> Any:
     return tok
 
 
-def _build(out: Path, arch: str, seed: int) -> dict:
-    import torch
+def _qwen_parts(arch: str) -> tuple[Any, Any]:
     import transformers
-    from transformers import AutoModelForImageTextToText, Qwen2VLImageProcessorPil
+    from transformers import Qwen2VLImageProcessorPil
 
     from medix_r1.models.processors import without_video
 
@@ -96,25 +102,55 @@ def _build(out: Path, arch: str, seed: int) -> dict:
             "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     config = getattr(transformers, spec["config"])(
         text_config=text, vision_config=spec["vision"], tie_word_embeddings=True, **ids)
-    torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
-    gen = model.generation_config
-    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
-    model.config._name_or_path = f"medix-r1/tiny-{arch}"
-    model.save_pretrained(str(out), safe_serialization=True)
-
     unit = (spec["patch_size"] * 2) ** 2  # pixels per merged (2 x 2) patch
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=spec["patch_size"], merge_size=2, temporal_patch_size=2,
         size={"shortest_edge": unit * MIN_MERGED_PATCHES, "longest_edge": unit * MAX_MERGED_PATCHES})
     processor_cls = without_video(getattr(transformers, spec["config"].replace("Config", "Processor")))
     processor = processor_cls(image_processor=image_processor, tokenizer=tok, chat_template=tok.chat_template)
+    return config, processor
+
+
+def _idefics_parts(arch: str) -> tuple[Any, Any]:
+    import transformers
+
+    from medix_r1.models.bundled import idefics3_processor, smollm2_tokenizer
+    from medix_r1.models.chat_templates import IDEFICS3_SMOLLM2_TEMPLATE
+
+    spec = ARCHS[arch]
+    tok = smollm2_tokenizer()
+    processor = idefics3_processor(tok, spec["image_size"], spec["patch_size"], 2, IDEFICS3_SMOLLM2_TEMPLATE,
+                                   family=arch)
+    text = {**_IDEFICS_TEXT, "model_type": "llama", "vocab_size": len(tok), "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    vision = {**_IDEFICS_VISION, "image_size": spec["image_size"], "patch_size": spec["patch_size"]}
+    config = getattr(transformers, spec["config"])(
+        text_config=text, vision_config=vision, scale_factor=2, tie_word_embeddings=True,
+        image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)
+    return config, processor
+
+
+def _build(out: Path, arch: str, seed: int) -> dict:
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    config, processor = (_idefics_parts if arch in ("idefics3", "smolvlm") else _qwen_parts)(arch)
+    tok = processor.tokenizer
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    gen = model.generation_config
+    gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    model.config._name_or_path = f"medix-r1/tiny-{arch}"
+    model.save_pretrained(str(out), safe_serialization=True)
     processor.save_pretrained(str(out))
     return {"arch": arch, "seed": seed, "params": sum(p.numel() for p in model.parameters())}
 
 
 def build_tiny_vlm(arch: str = "qwen2_5_vl", path: str | Path | None = None, seed: int = 0) -> Path:
-    """Build (once) a tiny random VLM of ``arch`` (qwen2_vl, qwen2_5_vl, qwen3_vl) and return its folder.
+    """Build (once) a tiny random VLM of ``arch`` and return its folder.
+
+    ``arch``: ``qwen2_vl``, ``qwen2_5_vl``, ``qwen3_vl`` (also ``qwen2.5-vl`` style spellings), or
+    ``idefics3`` / ``smolvlm``.
 
     With ``path=None`` it is cached as ``$MEDIX_CACHE/models/tiny-<arch>`` (``-seed<N>`` appended for a
     non-zero seed); otherwise it is written to ``path``. Same arch and seed -> identical weights.
