@@ -41,7 +41,7 @@ _RENAMES = {
     "dynamic_sampling/frac_groups_dropped": "frac_groups_dropped",
     "judge/error_rate": "judge_error_rate",
     "judge/cache_hit_rate": "judge_cache_hit_rate",
-    "judge/latency_s": "judge_latency_s",
+    "judge/mean_latency_s": "judge_latency_s",
     "judge/injections": "judge_injections",
     "loss": "loss",
     "learning_rate": "learning_rate",

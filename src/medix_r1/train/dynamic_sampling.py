@@ -75,6 +75,17 @@ class DynamicSamplingConfig:
             raise ValueError(f"dynamic sampling: on_exhausted must be 'fill' or 'error', got {self.on_exhausted!r}")
 
 
+def check_batch_layout(per_device_train_batch_size: int, steps_per_generation: int, num_generations: int) -> None:
+    """Dynamic sampling keeps or drops whole groups, so each process's generation batch must hold whole groups."""
+    local = per_device_train_batch_size * steps_per_generation
+    if local % num_generations:
+        raise ValueError(
+            f"dynamic sampling keeps or drops whole groups, so each process's generation batch "
+            f"(per_device_train_batch_size x steps_per_generation = {per_device_train_batch_size} x "
+            f"{steps_per_generation} = {local}) must be a multiple of num_generations ({num_generations}); "
+            "adjust trainer.per_device_train_batch_size or trainer.steps_per_generation")
+
+
 # --------------------------------------------------------------------------------------------- the filter
 def group_keep_mask(rewards: torch.Tensor, num_generations: int, config: DynamicSamplingConfig) -> torch.Tensor:
     """Which groups to keep, from the total reward of each completion (``NaN`` = could not be scored).
@@ -210,12 +221,8 @@ class DynamicSamplingMixin:
         if isinstance(self.train_dataset, IterableDataset):
             raise ValueError("dynamic sampling needs a map-style training set (not streaming): load the data "
                              "without streaming, or turn it off with algorithm.dynamic_sampling.enabled=false")
-        local = self.args.per_device_train_batch_size * self.args.steps_per_generation
-        if local % self.num_generations:
-            raise ValueError(
-                f"dynamic sampling keeps or drops whole groups, so each process's generation batch "
-                f"(per_device_train_batch_size x steps_per_generation = {local}) must be a multiple of "
-                f"num_generations ({self.num_generations}); adjust trainer.per_device_train_batch_size")
+        check_batch_layout(self.args.per_device_train_batch_size, self.args.steps_per_generation,
+                           self.num_generations)
 
     def _local_total_rewards(self, n_local: int) -> torch.Tensor:
         """The weighted total reward of this process's completions from the last scoring round."""

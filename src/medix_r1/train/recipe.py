@@ -82,7 +82,6 @@ class ModelSection:
     """Images smaller than this area (pixels) are upscaled, keeping the aspect ratio. ``null``: no bound."""
     max_pixels: int | None = PAPER_MAX_PIXELS
     """Images larger than this area are downscaled, keeping the aspect ratio. ``null``: no bound."""
-    attn_implementation: str | None = None
 
 
 @dataclass

@@ -60,43 +60,63 @@ def simple_reward_setup(funcs: list[Callable], weights: list[float] | None = Non
 def _reward_config(section: dict[str, Any]):
     from medix_r1.rewards import RewardConfig
 
-    if hasattr(RewardConfig, "from_dict"):
-        return RewardConfig.from_dict(section or {})
-    return RewardConfig(**(section or {}))
+    return RewardConfig.from_dict(section or {})
 
 
 def check_reward_config(section: dict[str, Any]) -> dict[str, Any]:
-    """Validate the recipe's ``reward`` section; returns its resolved form (with ``weights_list``)."""
+    """Validate the recipe's ``reward`` section (no model loaded); returns its resolved form."""
     from medix_r1.train.recipe import RecipeError
 
     try:
         config = _reward_config(section)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError) as exc:
         raise RecipeError(f"reward: {exc}") from exc
     return _describe_config(config)
 
 
 def _describe_config(config: Any) -> dict[str, Any]:
-    if hasattr(config, "to_dict"):
-        d = config.to_dict()
-    else:
-        import dataclasses
-
-        d = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
-    weights = getattr(config, "component_weights", None)
-    if callable(weights):
-        weights = weights()
-    if isinstance(weights, dict):
-        d["weights_list"] = list(weights.values())
+    d = config.to_dict()
+    d["weights_list"] = config.weight_list()
     return d
 
 
+# Keys of ``RewardStats.snapshot()`` worth logging per step; its per-component means duplicate TRL's own
+# ``rewards/<component>/mean`` (which cover exactly the scored batch) and are left out.
+def _stats_keys(key: str) -> bool:
+    return key.startswith(("judge/", "time/", "reward/shortcut/")) or key.endswith("/none_frac")
+
+
 def build_rewards(section: dict[str, Any]) -> RewardSetup:
-    """Build the composite reward of a recipe's ``reward`` section."""
+    """Build the composite reward of a recipe's ``reward`` section (judge and embedder load lazily)."""
     from medix_r1.rewards import build_reward_functions
 
     config = _reward_config(section)
     funcs, weights = build_reward_functions(config)
-    setup = RewardSetup(funcs=list(funcs), weights=list(weights) if weights is not None else None,
-                        description=_describe_config(config))
-    return setup
+    suite = funcs[0].suite
+
+    def judge_check() -> None:
+        try:
+            suite.check()
+        except Exception as exc:
+            from medix_r1.judge.base import BackendError
+
+            if isinstance(exc, (BackendError, OSError, TimeoutError)):
+                judge = config.judge
+                raise JudgeUnavailableError(
+                    f"the reward's judge cannot answer ({exc}). Judge: {judge.backend} {judge.model_name} "
+                    f"at {judge.url if judge.backend == 'openai' else 'in-process'}. Start one with "
+                    f"`vllm serve {judge.model_name} --host 0.0.0.0 --port 8000` on a GPU (see "
+                    "docs/training.md for multi-node layouts), point reward.judge.url at it, or use the "
+                    "embedded judge with reward.judge.backend: local (weak; for trying things out)") from exc
+            raise
+
+    def stats() -> dict[str, float]:
+        return {k: v for k, v in suite.stats.snapshot(reset=True).items() if _stats_keys(k)}
+
+    def close() -> None:
+        import asyncio
+
+        asyncio.run(suite.aclose())
+
+    return RewardSetup(funcs=list(funcs), weights=list(weights), metric_sources=[stats],
+                       checks=[judge_check], closers=[close], description=_describe_config(config))

@@ -177,7 +177,8 @@ def dry_run(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[s
         data_report = {"train": data_report,
                        "eval": dataclasses.asdict(eval_report) if eval_report else "not loaded"}
     kwargs = grpo_config_kwargs(recipe, out, reward.get("weights_list"))
-    make_grpo_config(kwargs, validate_only=True)
+    args = make_grpo_config(kwargs, validate_only=True)
+    _check_algorithm(recipe, args)
     return resolved_config(recipe, kwargs, output_dir=out, reward=reward, data=data_report)
 
 
@@ -226,6 +227,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     # 4. trainer arguments, then the model (ZeRO-3 must know its config before the weights load)
     kwargs = grpo_config_kwargs(recipe, out, rewards.weights)
     args = make_grpo_config(kwargs)
+    _check_algorithm(recipe, args)
     device = "cpu" if (args.fsdp or _zero3()) else str(args.device)
     policy = load_policy(recipe.model.name_or_path, trust_remote_code=recipe.model.trust_remote_code,
                          dtype=recipe.model.dtype, device=device)
@@ -291,6 +293,16 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
                      plot_path=report_cb.plot_path, samples_path=out / "samples.md",
                      resolved_config_path=out / RESOLVED_NAME, global_step=trainer.state.global_step,
                      train_runtime_s=runtime)
+
+
+def _check_algorithm(recipe: Recipe, args) -> None:
+    if recipe.algorithm.dynamic_sampling_enabled:
+        from medix_r1.train.dynamic_sampling import check_batch_layout
+
+        try:
+            check_batch_layout(args.per_device_train_batch_size, args.steps_per_generation, args.num_generations)
+        except ValueError as exc:
+            raise RecipeError(f"{recipe.source or recipe.name}: {exc}") from exc
 
 
 def _zero3() -> bool:
