@@ -1,0 +1,250 @@
+"""Eval end to end: results.json and reports, compare, the CLI, re-judging with another judge, resume after
+SIGKILL (identical results, no duplicate generations), prompts and images sent to an OpenAI endpoint, and one
+small run with an in-process tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medix_r1.cli import main
+from medix_r1.eval import run_eval
+from medix_r1.eval.compare import compare_runs, render_compare_markdown
+from medix_r1.eval.generation import openai_generator
+from medix_r1.eval.phases import JudgeSettings, RunMismatch
+from medix_r1.eval.simulate import judge_reply, policy_reply
+from medix_r1.eval.store import JsonlStore
+from medix_r1.judge import OpenAIChatBackend
+from medix_r1.testing.openai_stub import StubChatServer, refused_url
+
+FIX = Path(__file__).parent / "fixtures" / "eval"
+CANONICAL = str(FIX / "canonical" / "clinic_qa.jsonl")
+DATA = {"mmlu_anatomy": FIX / "mmlu", "vqa_rad": FIX / "vqa_rad", "pubmedqa": FIX / "pubmedqa",
+        "pmc_vqa": FIX / "pmc_vqa"}
+
+
+def judge_settings(server, **kw) -> JudgeSettings:
+    return JudgeSettings(backend=OpenAIChatBackend(server.url, server.model, max_retries=0, timeout=5),
+                         cache=None, **kw)
+
+
+def gen(server, **kw):
+    return openai_generator(server.url, server.model, max_retries=0, timeout=10, **kw)
+
+
+def strip_volatile(results: dict) -> dict:
+    """What must be identical between two runs of the same evaluation (no paths, timings, phase counters)."""
+    keep = ("tasks", "overall", "text_mean", "vision_mean", "n_tasks", "task_versions", "units")
+    return {k: results[k] for k in keep}
+
+
+# --------------------------------------------------------------------------------------------- outputs
+def test_run_writes_results_and_reports(tmp_path):
+    out = tmp_path / "run"
+    with StubChatServer(policy_reply, model="policy") as pol, StubChatServer(judge_reply, model="judge") as jud:
+        res = run_eval(["mmlu_anatomy", "vqa_rad", "pubmedqa", "pmc_vqa", CANONICAL], gen(pol),
+                       judge_settings(jud), out, data_dirs=DATA, progress=False, bootstrap=200)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["tasks"].keys() == {"mmlu_anatomy", "vqa_rad", "pubmedqa", "pmc_vqa", "clinic_qa"}
+    for name, t in saved["tasks"].items():
+        assert 0.0 <= t["accuracy"] <= 1.0, name
+        assert t["ci95"][0] <= t["accuracy"] <= t["ci95"][1]
+        assert t["n"] == t["n_scored"] + sum(t["counts"][k] for k in ("bad_input", "generation_failed",
+                                                                       "judge_failed", "unparseable", "pending"))
+    accs = [t["accuracy"] for t in saved["tasks"].values()]
+    assert saved["overall"] == pytest.approx(sum(accs) / len(accs))  # unweighted mean over tasks, 0-1 units
+    assert saved["text_mean"] == pytest.approx((saved["tasks"]["mmlu_anatomy"]["accuracy"]
+                                                + saved["tasks"]["pubmedqa"]["accuracy"]) / 2)
+    assert saved["units"] == "fraction (0-1)" and saved["model"]["name"] == "policy"
+    assert saved["judge"]["model"] == "judge" and saved["task_versions"]["vqa_rad"] == "1"
+    assert saved["tasks"]["mmlu_anatomy"]["counts"]["exact"] == 3  # the stub policy answers with a letter
+    assert set(saved["tasks"]["vqa_rad"]["by_answer_type"]) == {"closed", "open"}
+    assert "<CT_SCAN>" in saved["tasks"]["clinic_qa"]["by_modality"]
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    for name in saved["tasks"]:
+        assert name in md and name in page
+    assert "95% CI" in md and "accuracy.png" in md and "By modality" in md
+    assert '<img alt="per-task accuracy' in page and "data:image/png;base64," in page
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert res["report_paths"]["html"] == str(out / "report.html")
+
+
+def test_compare_runs_with_published_reference_rows(tmp_path, capsys):
+    def always_a(messages, request):
+        return "<thinking>t</thinking><answer>A</answer>"
+
+    with StubChatServer(judge_reply, model="judge") as jud:
+        for name, fn in (("policy-a", always_a), ("policy-b", policy_reply)):
+            with StubChatServer(fn, model=name) as pol:
+                run_eval(["mmlu_anatomy", CANONICAL], gen(pol), judge_settings(jud), tmp_path / name,
+                         data_dirs=DATA, progress=False, bootstrap=100)
+    table = compare_runs([tmp_path / "policy-a", tmp_path / "policy-b"])
+    labels = [r["label"] for r in table["rows"]]
+    assert labels[:2] == ["policy-a", "policy-b"] and "MediX-R1 8B (published)" in labels
+    assert table["tasks"] == ["mmlu_anatomy", "clinic_qa"]
+    a = table["rows"][0]["tasks"]["mmlu_anatomy"]
+    assert a == pytest.approx(1 / 3)  # "A" is right for one of the three fixture questions (diaphragm)
+    md = render_compare_markdown(table)
+    assert "| MediX-R1 8B (published) | - | - | 68.8 |" in md and "| MediX-R1 30B (published) | - | - | 73.6 |" in md
+    out = tmp_path / "cmp.html"
+    assert main(["eval", "compare", str(tmp_path / "policy-a"), str(tmp_path / "policy-b"), "--no-published",
+                 "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "policy-a" in printed and "published" not in printed.split("written")[0]
+    assert "<table>" in out.read_text()
+
+
+def test_rejudge_with_another_judge_without_generating_again(tmp_path):
+    out = tmp_path / "run"
+    with StubChatServer(policy_reply, model="policy") as pol, StubChatServer(judge_reply, model="judge") as jud:
+        first = run_eval(["vqa_rad", CANONICAL], gen(pol), judge_settings(jud), out, data_dirs=DATA,
+                         progress=False, bootstrap=100)
+        gen_requests = pol.request_count
+        with StubChatServer('{"score": 0}', model="harsh-judge") as harsh:
+            second = run_eval(["vqa_rad", CANONICAL], gen(pol), judge_settings(harsh), out, data_dirs=DATA,
+                              phases=("judge", "score"), progress=False, bootstrap=100)
+            judged = sum(t["counts"]["judged"] for t in second["tasks"].values())
+            assert harsh.request_count == 3 * judged > 0  # every judged sample re-asked; rule decisions kept
+        assert pol.request_count == gen_requests  # nothing generated again
+    assert second["judge"]["model"] == "harsh-judge"
+    for name, t in second["tasks"].items():
+        exact_right = sum(1 for r in JsonlStore(out / "judgements.jsonl").latest().values()
+                          if r["task"] == name and r["status"] == "exact" and r["score"] == 1.0)
+        assert t["accuracy"] == pytest.approx(exact_right / t["n_scored"])
+        assert t["n_scored"] == first["tasks"][name]["n_scored"]
+
+
+def test_output_dir_belongs_to_one_model(tmp_path):
+    with StubChatServer(policy_reply, model="policy") as pol, StubChatServer(policy_reply, model="other") as oth:
+        run_eval(CANONICAL, gen(pol), None, tmp_path, phases=("generate",), progress=False)
+        with pytest.raises(RunMismatch, match="holds generations of model 'policy'"):
+            run_eval(CANONICAL, gen(oth), None, tmp_path, phases=("generate",), progress=False)
+
+
+def test_prompts_images_template_and_system_prompt_reach_the_endpoint(tmp_path):
+    with StubChatServer(policy_reply, model="policy") as pol:
+        run_eval(CANONICAL, gen(pol, concurrency=1), None, tmp_path / "plain", phases=("generate",),
+                 progress=False, max_new_tokens=77)
+        plain = {json.dumps(r["messages"]): r for r in pol.requests}
+        pol.reset_counters()
+        run_eval(CANONICAL, gen(pol, concurrency=1), None, tmp_path / "tmpl", phases=("generate",),
+                 progress=False, template="medix", system_prompt="You are a careful radiologist.")
+        templ = pol.requests
+    bodies = list(plain.values())
+    assert all(b["max_tokens"] == 77 and b["temperature"] == 0.0 for b in bodies)
+    assert all("chat_template_kwargs" not in b for b in bodies)  # the policy's own template decides thinking
+    image_msg = next(b for b in bodies if isinstance(b["messages"][-1]["content"], list))
+    parts = image_msg["messages"][-1]["content"]
+    assert parts[0]["type"] == "image_url" and parts[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    mcq = next(b for b in bodies if "Vitamin" in json.dumps(b))
+    assert "Choices:\nA. Vitamin C\nB. Vitamin D\nC. Vitamin B12" in mcq["messages"][-1]["content"]
+    assert "thinking" not in json.dumps(bodies)  # reference protocol: no training template by default
+    assert all(r["messages"][0] == {"role": "system", "content": "You are a careful radiologist."} for r in templ)
+    assert all("<thinking>" in json.dumps(r["messages"]) for r in templ)
+    run = json.loads((tmp_path / "tmpl" / "run.json").read_text())
+    assert run["generation"]["prompt"]["version"].startswith("medix-v1+sys-")
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def test_cli_run_score_and_errors(tmp_path, capsys):
+    out = tmp_path / "cli"
+    with StubChatServer(policy_reply, model="policy") as pol, StubChatServer(judge_reply, model="judge") as jud:
+        rc = main(["eval", "run", "--tasks", f"mmlu_anatomy,{CANONICAL}", "--data-dir", f"mmlu_anatomy={FIX / 'mmlu'}",
+                   "--model", "policy", "--model-url", pol.url, "--judge-url", jud.url, "--judge-model", "judge",
+                   "--rounds", "1", "--no-judge-cache", "--no-progress", "--bootstrap", "50",
+                   "--output-dir", str(out)])
+        assert rc == 0
+        printed = capsys.readouterr().out
+        assert "clinic_qa" in printed and "overall" in printed and "report.html" in printed
+        assert main(["eval", "score", "--output-dir", str(out), "--no-charts", "--seed", "1"]) == 0
+        assert not (out / "accuracy.png").exists() or "accuracy.png" not in (out / "report.md").read_text()
+        capsys.readouterr()
+        # A judge that is down: a clear message and exit code 3 before any work.
+        rc = main(["eval", "judge", "--judge-url", refused_url(), "--judge-model", "judge", "--output-dir",
+                   str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 3 and "cannot reach" in err and "judge" in err
+        # A served model name that does not match --model.
+        rc = main(["eval", "generate", "--tasks", CANONICAL, "--model", "not-served", "--model-url", pol.url,
+                   "--output-dir", str(tmp_path / "x"), "--no-progress"])
+        assert rc == 3 and "not-served" in capsys.readouterr().err
+    assert main(["eval", "run", "--tasks", "vqa-rad2", "--model", "m", "--judge", "none", "--output-dir",
+                 str(tmp_path / "y")]) == 2
+    assert "Did you mean 'vqa_rad'" in capsys.readouterr().err
+    assert main(["eval", "run", "--tasks", CANONICAL, "--model", "m", "--model-url", "http://127.0.0.1:9/v1",
+                 "--output-dir", str(tmp_path / "z")]) == 2
+    assert "say which judge to use" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- resume
+def _line_count(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_mid_generation_then_rerun_gives_identical_results(tmp_path):
+    """The issue's resume check: kill -9 in the middle of generation, rerun the same command, and get exactly
+    the results of an uninterrupted run, with every sample generated once."""
+    out, ref = tmp_path / "killed", tmp_path / "reference"
+    with StubChatServer(policy_reply, model="policy", latency=0.05, capacity=2) as pol, \
+            StubChatServer(judge_reply, model="judge") as jud:
+        cmd = [sys.executable, "-m", "medix_r1.cli", "eval", "run", "--tasks", "medix-demo", "--model", "policy",
+               "--model-url", pol.url, "--concurrency", "2", "--judge-url", jud.url, "--judge-model", "judge",
+               "--no-judge-cache", "--no-progress", "--bootstrap", "200", "--output-dir", str(out)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while _line_count(out / "generations.jsonl") < 12 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        done_before = len(JsonlStore(out / "generations.jsonl").latest())
+        with (out / "generations.jsonl").open("ab") as fh:  # and a record torn in the middle of its write
+            fh.write(b'{"task": "medix-demo", "id": "torn", "pred')
+        total = len(json.loads((out / "run.json").read_text())["tasks"]["medix-demo"]["ids"])
+        assert 12 <= done_before < total
+
+        pol.reset_counters()
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        regenerated = pol.request_count
+        assert regenerated == total - done_before  # finished samples were never generated again
+
+        run_eval("medix-demo", gen(pol, concurrency=2), judge_settings(jud), ref, progress=False, bootstrap=200)
+
+    counts = JsonlStore(out / "generations.jsonl").count_by_key()
+    assert len(counts) == total and set(counts.values()) == {1}  # one generation per sample, no duplicates
+    killed = json.loads((out / "results.json").read_text())
+    reference = json.loads((ref / "results.json").read_text())
+    assert strip_volatile(killed) == strip_volatile(reference)
+    t = killed["tasks"]["medix-demo"]
+    assert t["counts"]["pending"] == 0 and t["n_scored"] == t["n"] == total
+    print(f"\nresume: killed after {done_before}/{total} generations; rerun generated {regenerated}; "
+          f"accuracy {t['accuracy']:.4f} == uninterrupted {reference['tasks']['medix-demo']['accuracy']:.4f}")
+
+
+# --------------------------------------------------------------------------------------------- in-process model
+@pytest.mark.slow
+def test_in_process_tiny_model(tmp_path):
+    from medix_r1.eval.generation import TransformersGenerator
+
+    with StubChatServer(judge_reply, model="judge") as jud:
+        res = run_eval(CANONICAL, TransformersGenerator("tiny-qwen2.5-vl", batch_size=2), judge_settings(jud),
+                       tmp_path, max_new_tokens=4, progress=False, bootstrap=50)
+    gens = JsonlStore(tmp_path / "generations.jsonl").latest()
+    ok = [g for g in gens.values() if g["status"] == "ok"]
+    assert len(ok) == 3 and all(isinstance(g["prediction"], str) for g in ok)
+    assert res["model"] == {"name": "tiny-qwen2.5-vl", "backend": "transformers",
+                            "describe": "in-process transformers model 'tiny-qwen2.5-vl'"}
+    assert res["tasks"]["clinic_qa"]["n"] == 4 and res["tasks"]["clinic_qa"]["counts"]["bad_input"] == 1
