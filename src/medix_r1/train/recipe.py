@@ -259,7 +259,7 @@ def build_section(cls, data: Any, key: str, file: str | None):
         if name not in fields:
             hint = nearest(str(name), fields)
             raise RecipeError(f"{_where(file, full)}: unknown key"
-                              + (f"; did you mean {(key + '.' if key else '') + hint!r}?" if hint else "")
+                              + (f"; did you mean {(key + '.' if key else '') + hint!r}?" if hint else ".")
                               + f" Valid keys here: {', '.join(fields)}")
         kwargs[name] = _coerce(hints[name], value, full, file)
     return cls(**kwargs)
