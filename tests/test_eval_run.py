@@ -216,7 +216,7 @@ def test_sigkill_mid_generation_then_rerun_gives_identical_results(tmp_path):
         assert 12 <= done_before < total
 
         pol.reset_counters()
-        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
         regenerated = pol.request_count
         assert regenerated == total - done_before  # finished samples were never generated again
@@ -248,3 +248,43 @@ def test_in_process_tiny_model(tmp_path):
     assert res["model"] == {"name": "tiny-qwen2.5-vl", "backend": "transformers",
                             "describe": "in-process transformers model 'tiny-qwen2.5-vl'"}
     assert res["tasks"]["clinic_qa"]["n"] == 4 and res["tasks"]["clinic_qa"]["counts"]["bad_input"] == 1
+
+
+def test_vllm_backend_builds_chat_requests_and_explains_a_missing_install(tmp_path, monkeypatch):
+    import types
+
+    from medix_r1.eval.generation import VLLMGenerator
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed (the gpu extra)
+    with pytest.raises(RuntimeError, match=r"medix-r1\[gpu\]"):
+        VLLMGenerator("some/model")
+    seen = {}
+
+    class FakeLLM:  # the two calls medix-r1 makes: LLM(**kwargs) and LLM.chat(conversations, params)
+        def __init__(self, **kwargs):
+            seen["kwargs"] = kwargs
+
+        def chat(self, conversations, params, use_tqdm=False):
+            seen["conversations"], seen["params"] = conversations, params
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"<answer>{i}</answer>")])
+                    for i in range(len(conversations))]
+
+    fake = types.SimpleNamespace(LLM=FakeLLM, SamplingParams=lambda **kw: kw)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    run_eval(CANONICAL, VLLMGenerator("some/model", tensor_parallel_size=2), None, tmp_path / "b",
+             phases=("generate",), progress=False, max_new_tokens=33)
+    assert seen["kwargs"]["tensor_parallel_size"] == 2 and seen["kwargs"]["trust_remote_code"] is False
+    assert seen["params"] == {"temperature": 0.0, "max_tokens": 33}
+    assert len(seen["conversations"]) == 3  # one batch; the bad row was never sent
+    assert any(isinstance(c[-1]["content"], list) and c[-1]["content"][0]["type"] == "image_url"
+               for c in seen["conversations"])
+    assert {g["final_answer"] for g in JsonlStore(tmp_path / "b" / "generations.jsonl").latest().values()
+            if g["status"] == "ok"} == {"0", "1", "2"}
+
+
+def test_compare_accepts_results_dicts_for_a_before_after_table(tmp_path):
+    with StubChatServer(policy_reply, model="policy") as pol, StubChatServer(judge_reply, model="judge") as jud:
+        before = run_eval(CANONICAL, gen(pol), judge_settings(jud), tmp_path / "a", progress=False, bootstrap=50)
+    md = render_compare_markdown(compare_runs([before, before], labels=["start", "trained"], published=False))
+    assert md.splitlines()[2].startswith("| start |") and md.splitlines()[3].startswith("| trained |")
+    assert "published" not in md

@@ -176,7 +176,7 @@ def test_slake_filters_language_and_keeps_missing_image_for_an_error_row():
 
 def test_mmmu_open_question_and_data_dir_root(tmp_path):
     td = load_task_data(resolve_tasks("mmmu_med")[0], {"mmmu_med": FIX / "mmmu"})
-    open_q = [s for s in td.samples if s.id == "validation_Pharmacy_2"][0]
+    open_q = next(s for s in td.samples if s.id == "validation_Pharmacy_2")
     assert open_q.options is None and open_q.answer == "6" and open_q.answer_type == "open"
     # A root folder holding one entry per task name works too.
     root = tmp_path / "data"

@@ -186,6 +186,7 @@ def _guarded(fn):
     """Turn the library's expected failures into a clear message and an exit code (no traceback)."""
     def run(args) -> int:
         from medix_r1.eval.calibrate import LabelFileError
+        from medix_r1.eval.generation import GeneratorUnavailable
         from medix_r1.eval.phases import ErrorBudgetExceeded, EvalError
         from medix_r1.eval.sources import DataUnavailable
         from medix_r1.eval.taskspec import TaskConfigError
@@ -198,7 +199,7 @@ def _guarded(fn):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BUDGET
         except (TaskConfigError, UnknownNameError, DataUnavailable, EvalError, LabelFileError, ValueError,
-                FileNotFoundError) as exc:
+                FileNotFoundError, GeneratorUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
     return run

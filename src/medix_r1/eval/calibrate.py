@@ -23,8 +23,8 @@ from typing import Any
 from medix_r1.eval.phases import JudgeSettings
 
 DEFAULT_LABELS = Path(__file__).parent / "labels" / "judge_calibration.jsonl"
-_LABELS = {1: 1, 0: 0, True: 1, False: 0, "1": 1, "0": 0, "correct": 1, "incorrect": 0, "yes": 1, "no": 0,
-           "true": 1, "false": 0}
+# True and False are found under 1 and 0 (they hash alike).
+_LABELS = {1: 1, 0: 0, "1": 1, "0": 0, "correct": 1, "incorrect": 0, "yes": 1, "no": 0, "true": 1, "false": 0}
 
 
 class LabelFileError(ValueError):

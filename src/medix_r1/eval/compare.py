@@ -39,17 +39,26 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text(encoding="utf-8"))
 
 
-def compare_runs(paths: list[str | Path], *, published: bool = True, all_published: bool = False,
+def compare_runs(runs: list[str | Path | dict], *, published: bool = True, all_published: bool = False,
                  labels: list[str] | None = None) -> dict[str, Any]:
-    """Rows of ``{label, kind, overall, text_mean, vision_mean, tasks: {task: accuracy}}`` and the task columns."""
+    """Rows of ``{label, kind, overall, text_mean, vision_mean, tasks: {task: accuracy}}`` and the task columns.
+
+    ``runs`` are run folders, results.json files, or results dicts (what :func:`~medix_r1.eval.run_eval`
+    returns), e.g. a demo's before/after table::
+
+        print(render_compare_markdown(compare_runs([before, after], labels=["start", "trained"],
+                                                   published=False)))
+    """
     rows: list[dict[str, Any]] = []
     tasks: set[str] = set()
-    for i, p in enumerate(paths):
-        res = load_results(p)
-        label = labels[i] if labels and i < len(labels) else (res.get("model") or {}).get("name") or str(p)
+    for i, p in enumerate(runs):
+        res = p if isinstance(p, dict) else load_results(p)
+        label = (labels[i] if labels and i < len(labels)
+                 else (res.get("model") or {}).get("name") or str(p if not isinstance(p, dict) else i))
         accs = {t: v.get("accuracy") for t, v in res["tasks"].items()}
         tasks.update(accs)
-        rows.append({"label": label, "source": str(p), "kind": "run",
+        rows.append({"label": label, "source": res.get("results_path", "" if isinstance(p, dict) else str(p)),
+                     "kind": "run",
                      **{c: res.get(c) for c in SUMMARY_COLUMNS}, "tasks": accs,
                      "judge": (res.get("judge") or {}).get("model")})
     if published:
@@ -72,8 +81,8 @@ def render_compare_markdown(table: dict[str, Any]) -> str:
         cells += [pct(r["tasks"].get(t)) for t in table["tasks"]]
         lines.append("| " + " | ".join(cells) + " |")
     if any(r["kind"] == "published" for r in table["rows"]):
-        lines += ["", "Published rows: the paper's average over its multimodal benchmarks (judge-scored), shown "
-                      "as the vision mean; its benchmark mix and judge differ from this run's."]
+        lines += ["", ("Published rows: the paper's average over its multimodal benchmarks (judge-scored), shown "
+                       "as the vision mean; its benchmark mix and judge differ from this run's.")]
     return "\n".join(lines)
 
 

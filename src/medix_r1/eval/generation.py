@@ -23,8 +23,10 @@ import abc
 import asyncio
 import base64
 import hashlib
+import importlib.util
 import io
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,7 +149,7 @@ class Generator(abc.ABC):
     async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
         ...
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release connections or models."""
 
     def describe(self) -> str:
@@ -208,13 +210,14 @@ class TransformersGenerator(Generator):
     backend = "transformers"
 
     def __init__(self, model: Any, *, batch_size: int = 4, trust_remote_code: bool = False,
-                 name: str | None = None):
+                 name: str | None = None, seed: int | None = 0):
         self._policy = None if isinstance(model, str) else model
         self._spec = model if isinstance(model, str) else None
         self.name = name or (model if isinstance(model, str) else getattr(model, "name", "policy"))
         self.batch_size = max(1, int(batch_size))
         self.concurrency = 1  # one model, one batch at a time
         self.trust_remote_code = trust_remote_code
+        self.seed = seed  # only matters when sampling (temperature > 0): the same run samples the same text
 
     @property
     def policy(self):
@@ -229,7 +232,8 @@ class TransformersGenerator(Generator):
 
         policy = self.policy
         return generate_chat(policy, [r.messages for r in batch], [r.images for r in batch],
-                             max_new_tokens=max_new_tokens, temperature=temperature, batch_size=self.batch_size)
+                             max_new_tokens=max_new_tokens, temperature=temperature, batch_size=self.batch_size,
+                             seed=self.seed)
 
     async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
         return await asyncio.to_thread(self._run, batch, max_new_tokens, temperature)
@@ -239,6 +243,23 @@ class TransformersGenerator(Generator):
 
     def how_to_fix(self) -> str:
         return "see the exception above (out of memory? a bad image for this processor?)"
+
+
+class GeneratorUnavailable(RuntimeError):
+    """A generation backend cannot be used here (e.g. vLLM is not installed); the message says what to do."""
+
+
+def _vllm_installed() -> bool:
+    if sys.modules.get("vllm") is not None:
+        return True
+    try:
+        return importlib.util.find_spec("vllm") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_NO_VLLM = ("the vLLM backend needs vLLM on a GPU machine: pip install 'medix-r1[gpu]'; or serve the model "
+            "(e.g. `vllm serve MODEL`) and pass --model-url")
 
 
 class VLLMGenerator(Generator):
@@ -257,14 +278,15 @@ class VLLMGenerator(Generator):
         if max_model_len:
             self._kwargs["max_model_len"] = max_model_len
         self._llm = None
+        if not _vllm_installed():  # fail now, not after loading every task's data
+            raise GeneratorUnavailable(_NO_VLLM)
 
     def _engine(self):
         if self._llm is None:
             try:
                 import vllm
             except ImportError as exc:
-                raise RuntimeError("the vLLM backend needs vLLM on a GPU machine: pip install 'medix-r1[gpu]' "
-                                   f"(import failed: {exc}); or serve the model and use --model-url") from exc
+                raise GeneratorUnavailable(f"{_NO_VLLM} (import failed: {exc})") from exc
             self._vllm = vllm
             self._llm = vllm.LLM(**self._kwargs)
         return self._llm
@@ -305,6 +327,18 @@ def make_generator(model: Any, *, backend: str = "auto", model_url: str | None =
     raise ValueError(f"unknown generation backend {backend!r}; valid: auto, openai, transformers, vllm")
 
 
-__all__ = ["ChatGenerator", "DEFAULT_MAX_NEW_TOKENS", "GenRequest", "Generator", "PromptOptions",
-           "TransformersGenerator", "VLLMGenerator", "build_messages", "image_data_url", "make_generator",
-           "openai_generator", "to_openai_messages"]
+__all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
+    "ChatGenerator",
+    "GenRequest",
+    "Generator",
+    "GeneratorUnavailable",
+    "PromptOptions",
+    "TransformersGenerator",
+    "VLLMGenerator",
+    "build_messages",
+    "image_data_url",
+    "make_generator",
+    "openai_generator",
+    "to_openai_messages",
+]

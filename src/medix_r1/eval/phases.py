@@ -38,7 +38,7 @@ from typing import Any
 
 from medix_r1 import __version__
 from medix_r1.data.schema import SampleError
-from medix_r1.eval.generation import GenRequest, Generator, PromptOptions, _PLAIN, build_messages
+from medix_r1.eval.generation import _PLAIN, Generator, GenRequest, PromptOptions, build_messages
 from medix_r1.eval.judging import decide_exact, decide_mcq, eval_prompt
 from medix_r1.eval.registry import task_order
 from medix_r1.eval.sources import LoadIssue, TaskData
@@ -496,6 +496,21 @@ def _rule_decision(g: dict):
     return decide_exact(answer, g["reference"], g.get("answer_type") or "open")
 
 
-__all__ = ["ErrorBudgetExceeded", "EvalError", "FINAL_GEN", "FINAL_JUDGE", "GEN_FILE", "JUDGE_FILE",
-           "JudgeSettings", "PhaseSummary", "RUN_FILE", "RunMismatch", "agenerate_phase", "ajudge_phase",
-           "gen_signature", "read_run", "write_json_atomic", "write_run"]
+__all__ = [
+    "FINAL_GEN",
+    "FINAL_JUDGE",
+    "GEN_FILE",
+    "JUDGE_FILE",
+    "RUN_FILE",
+    "ErrorBudgetExceeded",
+    "EvalError",
+    "JudgeSettings",
+    "PhaseSummary",
+    "RunMismatch",
+    "agenerate_phase",
+    "ajudge_phase",
+    "gen_signature",
+    "read_run",
+    "write_json_atomic",
+    "write_run",
+]

@@ -117,4 +117,4 @@ def resolve_tasks(selection: str | list[str] | TaskSpec | list[TaskSpec]) -> lis
     return list(out.values())
 
 
-__all__ = ["AUTO_GROUPS", "PAPER_TASKS", "TASKS_DIR", "task_order", "get_task", "groups", "resolve_tasks", "task_from_jsonl", "task_registry"]
+__all__ = ["AUTO_GROUPS", "PAPER_TASKS", "TASKS_DIR", "get_task", "groups", "resolve_tasks", "task_from_jsonl", "task_order", "task_registry"]

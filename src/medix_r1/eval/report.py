@@ -16,6 +16,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHART_FILE = "accuracy.png"
+NOTE = ("Accuracies are percentages of the scored samples; failed, unparseable and pending samples are counted "
+        "apart and left out of accuracy.")
 
 
 def pct(x: float | None) -> str:
@@ -106,23 +108,23 @@ def _header_lines(results: dict[str, Any]) -> list[tuple[str, str]]:
     judge = results.get("judge") or {}
     gen = results.get("generation") or {}
     prompt = gen.get("prompt") or {}
+    judge_text = judge.get("model") or "none"
+    if judge.get("model"):
+        judge_text += f", {judge.get('rounds')} round(s), prompts {', '.join((judge.get('prompts') or {}).values())}"
     return [
         ("model", f"{model.get('name', '-')} ({model.get('backend', '-')})"),
-        ("judge", f"{judge.get('model') or 'none'}"
-                  + (f", {judge.get('rounds')} round(s), prompts {', '.join((judge.get('prompts') or {}).values())}"
-                     if judge.get("model") else "")),
-        ("generation", f"max {gen.get('max_new_tokens', '-')} new tokens, temperature {gen.get('temperature', '-')}, "
-                       f"prompt {prompt.get('version', '-')}"),
-        ("CI", f"95% percentile bootstrap, {results['config']['bootstrap_resamples']} resamples, "
-               f"seed {results['config']['seed']}"),
+        ("judge", judge_text),
+        ("generation", (f"max {gen.get('max_new_tokens', '-')} new tokens, temperature "
+                        f"{gen.get('temperature', '-')}, prompt {prompt.get('version', '-')}")),
+        ("CI", (f"95% percentile bootstrap, {results['config']['bootstrap_resamples']} resamples, "
+                f"seed {results['config']['seed']}")),
     ]
 
 
 def render_markdown(results: dict[str, Any], chart: str | None = CHART_FILE) -> str:
     parts = ["# medix-r1 eval report", ""]
     parts += [f"- **{k}**: {v}" for k, v in _header_lines(results)]
-    parts += ["", "Accuracies are percentages of the scored samples; failed, unparseable and pending samples are "
-                  "counted apart and left out of accuracy.", ""]
+    parts += ["", NOTE, ""]
     parts += ["## Summary", "", _md_table(["mean", "accuracy %"], summary_rows(results)), ""]
     if chart:
         parts += [f"![per-task accuracy with 95% CI]({chart})", ""]
@@ -160,12 +162,11 @@ def render_html(results: dict[str, Any], chart_png: Path | None) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>medix-r1 eval report</title>"
         f"<style>{style}</style></head><body><h1>medix-r1 eval report</h1><ul>{meta}</ul>"
-        "<p>Accuracies are percentages of the scored samples; failed, unparseable and pending samples are "
-        "counted apart and left out of accuracy.</p>"
+        f"<p>{html.escape(NOTE)}</p>"
         f"<h2>Summary</h2>{_html_table(['mean', 'accuracy %'], summary_rows(results))}{img}"
         f"<h2>Tasks</h2>{_html_table(TASK_HEADER, task_rows(results))}"
-        f"<h2>By answer type</h2>{_html_table(['task', 'answer type', 'n', 'scored', 'accuracy %'], breakdown_rows(results, 'by_answer_type'))}"  # noqa: E501
-        f"<h2>By modality</h2>{_html_table(['task', 'modality', 'n', 'scored', 'accuracy %'], breakdown_rows(results, 'by_modality'))}"  # noqa: E501
+        f"<h2>By answer type</h2>{_html_table(['task', 'answer type', 'n', 'scored', 'accuracy %'], breakdown_rows(results, 'by_answer_type'))}"
+        f"<h2>By modality</h2>{_html_table(['task', 'modality', 'n', 'scored', 'accuracy %'], breakdown_rows(results, 'by_modality'))}"
         "</body></html>\n")
 
 

@@ -44,7 +44,8 @@ def load_tasks(tasks: str | list | TaskSpec, data_dirs: dict | str | Path | None
             missing.append(str(exc))
     if missing:
         if not skip_missing or not loaded:
-            raise DataUnavailable("cannot load the data of %d task(s):\n  - %s" % (len(missing), "\n  - ".join(missing)))
+            listing = "\n  - ".join(missing)
+            raise DataUnavailable(f"cannot load the data of {len(missing)} task(s):\n  - {listing}")
         for m in missing:
             log.warning("skipping: %s", m)
     return loaded

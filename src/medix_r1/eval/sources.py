@@ -190,7 +190,7 @@ def _read_hub(spec: TaskSpec, config: str | None) -> list[dict]:
         import datasets
 
         ds = datasets.load_dataset(src.hub, config, split=src.split)
-    except Exception as exc:  # the hub raises many types; say what to do instead
+    except Exception as exc:  # noqa: BLE001 - the hub raises many types; say what to do instead
         raise DataUnavailable(
             f"task {spec.name}: cannot load {src.hub}"
             + (f" (config {config})" if config else "") + f" split {src.split} from the hub "

@@ -119,7 +119,7 @@ class JsonlStore:
                 log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run",
                             self.path, size - keep)
 
-    def open(self) -> "JsonlStore":
+    def open(self) -> JsonlStore:
         with self._lock:
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ class JsonlStore:
                 os.close(self._fd)
                 self._fd = None
 
-    def __enter__(self) -> "JsonlStore":
+    def __enter__(self) -> JsonlStore:  # noqa: PYI034
         return self.open()
 
     def __exit__(self, *exc) -> None:

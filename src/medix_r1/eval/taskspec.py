@@ -296,5 +296,16 @@ for (_sec, _key) in _CHOICES:
     assert _key in {f.name for f in dataclasses.fields(_cls)}, (_sec, _key)
 del _sec, _key, _cls
 
-__all__ = ["ANSWER_FORMATS", "ANSWER_TYPES", "FieldMap", "KINDS", "PromptSpec", "SCORERS", "SourceSpec",
-           "TaskConfigError", "TaskSpec", "load_task_file", "parse_task"]
+__all__ = [
+    "ANSWER_FORMATS",
+    "ANSWER_TYPES",
+    "KINDS",
+    "SCORERS",
+    "FieldMap",
+    "PromptSpec",
+    "SourceSpec",
+    "TaskConfigError",
+    "TaskSpec",
+    "load_task_file",
+    "parse_task",
+]
