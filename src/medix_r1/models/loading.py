@@ -175,7 +175,8 @@ def load_policy(name_or_path: str | os.PathLike, *, trust_remote_code: bool = Fa
     ``tiny-qwen3-vl``, ...), local folder, or hub id.
 
     ``dtype`` is ``"auto"`` (the checkpoint's dtype), a name like ``"bfloat16"``, or a ``torch.dtype``.
-    ``device`` defaults to CUDA when available, else CPU. ``trust_remote_code`` stays off unless the model
+    ``device`` defaults to CUDA when available, else CPU; for multi-GPU / DeepSpeed training pass
+    ``device="cpu"`` and let the trainer place the model. ``trust_remote_code`` stays off unless the model
     needs custom code and you trust its source.
     """
     name = os.fspath(name_or_path)
@@ -190,13 +191,14 @@ def load_policy(name_or_path: str | os.PathLike, *, trust_remote_code: bool = Fa
 
     auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     try:
+        # device_map puts the weights straight on the device (no full CPU copy of a large model first).
         model = auto.from_pretrained(source, config=config, dtype=_torch_dtype(dtype), use_safetensors=True,
-                                     trust_remote_code=trust_remote_code)
+                                     trust_remote_code=trust_remote_code, device_map=device or _default_device())
     except (OSError, ValueError) as err:
         raise PolicyNotFoundError(
-            f"cannot load the weights of policy {name!r} from {source} with {auto.__name__}: {err}. "
-            "medix-r1 loads safetensors only; convert .bin weights with save_pretrained().") from err
-    model.to(device or _default_device())
+            f"cannot load the weights of policy {name!r} from {source} with {auto.__name__}: "
+            f"{_first_line(err)}. medix-r1 loads safetensors only; convert .bin weights with "
+            "save_pretrained().") from err
     model.eval()
     if is_vlm:
         from medix_r1.models.processors import load_processor
