@@ -49,10 +49,18 @@ class ChatBackend(abc.ABC):
     """Something that answers a chat: an OpenAI-compatible server or an in-process model."""
 
     model_name: str
+    supports_choices: bool = False
+    """True when :meth:`complete` takes ``choices=`` (pick the most likely of a few replies)."""
+    prefers_few_shot: bool = False
+    """True for small judges that need worked examples in the prompt."""
 
     @abc.abstractmethod
     async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0) -> str:
-        """Return the assistant's reply text. Raises ``TimeoutError`` or :class:`BackendError` on failure."""
+        """Return the assistant's reply text. Raises ``TimeoutError`` or :class:`BackendError` on failure.
+
+        Backends with ``supports_choices`` also accept ``choices: Sequence[str] | None`` and then return
+        one of them.
+        """
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections or models."""

@@ -182,8 +182,10 @@ class Judge:
             for r in range(self.prompt.rounds):
                 if r:
                     messages = self.prompt.followup(messages, replies[-1], r)
+                extra = {"choices": self.prompt.choices} if (self.prompt.choices and
+                                                              self.backend.supports_choices) else {}
                 reply = await self.backend.complete(messages, max_tokens=self.prompt.max_tokens,
-                                                    temperature=self.temperature)
+                                                    temperature=self.temperature, **extra)
                 replies.append(reply)
                 scores.append(self.prompt.parse(reply))
         except (TimeoutError, asyncio.TimeoutError) as exc:

@@ -6,8 +6,9 @@ four worked examples in the prompt (offline.md). So the reward uses the few-shot
 (:attr:`prefers_few_shot`), and loading it logs a warning. It exists to exercise the whole reward path
 offline and in CI, never to make claims about answer quality; use a served Qwen3 judge for that.
 
-Requests that arrive together are generated as one left-padded batch (greedy), which is several times
-faster on CPU than one at a time. Generation runs in a worker thread so the event loop stays free.
+Requests that arrive together run as one left-padded batch, in a worker thread so the event loop stays free.
+For prompts with a few fixed replies (YES/NO) the backend does not generate: one forward pass scores each
+choice's first token and the likeliest choice is the reply (:meth:`LocalChatBackend.choose_batch`).
 """
 
 from __future__ import annotations
@@ -28,25 +29,15 @@ WEAK_JUDGE_WARNING = (
 _ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct", "local")
 
 
-def resolve_local_model(model: str | Path) -> str:
-    """Map ``"smollm2"`` to the bundled SmolLM2 folder; pass paths and hub ids through."""
-    if str(model).lower() in _ALIASES:
-        try:
-            from medix_r1.models.bundled import smollm2_path
-        except ImportError as exc:
-            raise BackendError(f"the bundled SmolLM2 judge is not available ({exc}); pass a model path "
-                               f"or hub id to the local judge instead") from exc
-        return str(smollm2_path())
-    return str(model)
-
-
 class LocalChatBackend(ChatBackend):
-    """An in-process chat model. ``model``: ``"smollm2"`` (bundled), a folder, or a hub id (cached).
+    """An in-process chat model. ``model``: ``"smollm2"`` (bundled), any alias or folder that
+    :func:`medix_r1.models.load_policy` takes, or a cached hub id.
 
     The model is loaded on first use. ``max_batch_size`` requests are generated together.
     """
 
     prefers_few_shot = True
+    supports_choices = True
 
     def __init__(self, model: str | Path = "smollm2", *, device: str = "cpu", max_batch_size: int = 8,
                  batch_wait_s: float = 0.002, trust_remote_code: bool = False):
@@ -56,8 +47,7 @@ class LocalChatBackend(ChatBackend):
         self.max_batch_size = max(1, int(max_batch_size))
         self.batch_wait_s = batch_wait_s
         self.trust_remote_code = trust_remote_code
-        self._model = None
-        self._tokenizer = None
+        self._policy = None
         self._load_lock = threading.Lock()
         self._gen_lock = threading.Lock()  # one generate() at a time: the model is not re-entrant
         self._queues: dict[int, tuple[asyncio.AbstractEventLoop, list, list]] = {}
@@ -71,30 +61,24 @@ class LocalChatBackend(ChatBackend):
 
     # ----------------------------------------------------------------------------------------- loading
     def load(self) -> None:
-        """Load tokenizer and model now (otherwise on the first request)."""
+        """Load the model now (otherwise on the first request), through the package's one model loader."""
         with self._load_lock:
-            if self._model is not None:
+            if self._policy is not None:
                 return
-            try:
-                import torch
-                from transformers import AutoModelForCausalLM, AutoTokenizer
+            from medix_r1.models import load_policy
 
-                path = resolve_local_model(self.model_spec)
-                tok = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
-                tok.padding_side = "left"
-                if tok.pad_token is None:
-                    tok.pad_token = tok.eos_token
-                model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=self.trust_remote_code,
-                                                             dtype=torch.float32)
-                model.to(self.device).eval()
-            except BackendError:
-                raise
+            spec = "smollm2" if self.model_spec.lower() in _ALIASES else self.model_spec
+            try:
+                policy = load_policy(spec, trust_remote_code=self.trust_remote_code, dtype="float32",
+                                     device=self.device)
             except Exception as exc:  # loading raises many types (OSError, ValueError, ...): name the model
                 raise BackendError(f"cannot load the local judge model {self.model_spec!r}: "
                                    f"{type(exc).__name__}: {exc}") from exc
-            if "smollm" in self.model_name.lower() or "smollm" in str(path).lower():
+            if policy.is_vlm:
+                log.info("local judge %s is a VLM; it is used as a text-only chat model", self.model_name)
+            if "smollm" in f"{self.model_name} {policy.source}".lower():
                 log.warning(WEAK_JUDGE_WARNING, self.model_name)
-            self._tokenizer, self._model = tok, model
+            self._policy = policy
 
     async def check(self) -> None:
         await asyncio.to_thread(self.load)
@@ -102,18 +86,49 @@ class LocalChatBackend(ChatBackend):
     # ----------------------------------------------------------------------------------------- generation
     def generate_batch(self, conversations: list[list[dict]], max_tokens: int) -> list[str]:
         """Greedy replies for several chats at once (blocking)."""
-        import torch
+        from medix_r1.models import generate_chat
 
         self.load()
-        tok, model = self._tokenizer, self._model
-        texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
-        with self._gen_lock, torch.inference_mode():
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            out = model.generate(**enc, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1]:]
-        return [s.strip() for s in tok.batch_decode(new, skip_special_tokens=True)]
+        with self._gen_lock:
+            replies = generate_chat(self._policy, conversations, max_new_tokens=max_tokens, temperature=0.0,
+                                    batch_size=self.max_batch_size)
+        return [r.strip() for r in replies]
 
-    async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0) -> str:
+    def choose_batch(self, conversations: list[list[dict]], choices: tuple[str, ...]) -> list[str]:
+        """For each chat, the choice whose first token the model finds most likely as the reply's start.
+
+        One forward pass instead of a generation loop, and the reply is always one of ``choices``: a small
+        model's off-format replies ("The reference answer is...") become its preferred verdict instead of
+        an unparseable one. Spelling variants (``YES``, ``Yes``, `` yes``) of a choice are pooled.
+        """
+        import torch
+
+        from medix_r1.models.generation import flatten_messages
+
+        self.load()
+        tok, model = self._policy.tokenizer, self._policy.model
+        ids = []
+        for c in choices:
+            variants = {c, c.capitalize(), c.lower(), " " + c, " " + c.capitalize(), " " + c.lower()}
+            ids.append(sorted({tok.encode(v, add_special_tokens=False)[0] for v in variants}))
+        firsts = [i for group in ids for i in group]
+        if len(firsts) != len(set(firsts)):
+            raise BackendError(f"choices {choices} share a first token in this tokenizer; use generation")
+        texts = [tok.apply_chat_template(flatten_messages(m), tokenize=False, add_generation_prompt=True)
+                 for m in conversations]
+        tok.padding_side = "left"
+        out: list[str] = []
+        with self._gen_lock, torch.inference_mode():
+            for lo in range(0, len(texts), self.max_batch_size):
+                enc = tok(texts[lo: lo + self.max_batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
+                logp = torch.log_softmax(model(**enc).logits[:, -1, :].float(), dim=-1)
+                scores = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in ids], dim=-1)
+                out.extend(choices[int(k)] for k in scores.argmax(dim=-1))
+        return out
+
+    async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0,
+                       choices=None) -> str:
         loop = asyncio.get_running_loop()
         entry = self._queues.get(id(loop))
         if entry is None or entry[0] is not loop:
@@ -121,33 +136,33 @@ class LocalChatBackend(ChatBackend):
             self._queues[id(loop)] = entry
         _, queue, running = entry
         fut = loop.create_future()
-        queue.append((messages, max_tokens, fut))
+        queue.append((messages, (max_tokens, tuple(choices) if choices else None), fut))
         if not running[0]:
             running[0] = True
             loop.create_task(self._drain(queue, running))
         return await fut
 
     async def _drain(self, queue: list, running: list) -> None:
-        """Take queued requests in batches (same max_tokens) and generate them in a worker thread."""
+        """Take queued requests in batches (same settings) and run them in a worker thread."""
         try:
             while queue:
                 await asyncio.sleep(self.batch_wait_s)  # let requests issued together join one batch
-                max_tokens = queue[0][1]
-                batch = [q for q in queue if q[1] == max_tokens][: self.max_batch_size]
+                settings = queue[0][1]
+                batch = [q for q in queue if q[1] == settings][: self.max_batch_size]
                 for q in batch:
                     queue.remove(q)
                 live = [q for q in batch if not q[2].done()]
                 if not live:
                     continue
+                max_tokens, choices = settings
                 try:
-                    replies = await asyncio.to_thread(self.generate_batch, [q[0] for q in live], max_tokens)
-                except BackendError as exc:
-                    for q in live:
-                        if not q[2].done():
-                            q[2].set_exception(exc)
-                    continue
-                except Exception as exc:  # a generation bug must fail these requests, not hang them
-                    err = BackendError(f"local judge generation failed: {type(exc).__name__}: {exc}")
+                    if choices:
+                        replies = await asyncio.to_thread(self.choose_batch, [q[0] for q in live], choices)
+                    else:
+                        replies = await asyncio.to_thread(self.generate_batch, [q[0] for q in live], max_tokens)
+                except Exception as exc:  # a failure must fail these requests (counted), never hang them
+                    err = exc if isinstance(exc, BackendError) else BackendError(
+                        f"local judge failed: {type(exc).__name__}: {exc}")
                     for q in live:
                         if not q[2].done():
                             q[2].set_exception(err)

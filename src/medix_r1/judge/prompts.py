@@ -10,8 +10,9 @@ Registered here (the reward's prompts):
 - ``reward-paper``: the judge sees only the predicted and the reference answer (the release's semantics,
   reference.md §3), replies YES or NO;
 - ``reward-default``: the same, plus the question;
-- ``reward-paper-fewshot`` / ``reward-default-fewshot``: the same with four worked examples given as earlier
-  chat turns, for small in-process judges (offline.md: SmolLM2 answers NO to everything zero-shot).
+- ``reward-paper-fewshot`` / ``reward-default-fewshot``: short versions with four worked examples given as
+  earlier chat turns, for small in-process judges (offline.md: SmolLM2 answers NO to everything zero-shot;
+  long prompts are slow on CPU and lose a small model).
 
 Evaluation adds its own prompts (JSON ``{"score": 0|1}`` with re-evaluation rounds, a 0-5 rubric) by
 subclassing :class:`JudgePrompt` and calling :func:`register_prompt`.
@@ -97,6 +98,9 @@ class JudgePrompt:
     max_tokens: int = 4
     rounds: int = 1
     description: str = ""
+    choices: tuple[str, ...] | None = None
+    """The replies :meth:`parse` accepts, when there are few; backends that can (the local one) then pick the
+    most likely choice instead of generating free text, so a small model never replies off-format."""
 
     @property
     def key(self) -> str:
@@ -173,7 +177,7 @@ class FewShotCase:
     verdict: str  # "YES" or "NO"
 
 
-# Written for this project. Balanced (2 YES, 2 NO); the NO cases are the ones embeddings get wrong (side, negation).
+# Written for this project. Balanced (2 YES, 2 NO); the NO cases are ones embeddings get wrong (side, negation).
 REWARD_FEW_SHOT: tuple[FewShotCase, ...] = (
     FewShotCase("Which organ shows the lesion?", "Liver", "The lesion is in the hepatic parenchyma.", "YES"),
     FewShotCase("Which lung has the effusion?", "Left", "Right pleural effusion", "NO"),
@@ -186,6 +190,7 @@ class YesNoRewardPrompt(JudgePrompt):
     """The reward's binary judge: YES when the candidate answer matches the reference in content."""
 
     max_tokens = 4
+    choices = ("YES", "NO")
 
     def __init__(self, name: str, version: str, *, with_question: bool, few_shot: tuple[FewShotCase, ...] = (),
                  max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
@@ -224,18 +229,45 @@ class YesNoRewardPrompt(JudgePrompt):
         return parse_yes_no(reply)
 
 
+class CompactYesNoPrompt(YesNoRewardPrompt):
+    """A short YES/NO grading prompt with worked examples as earlier turns, for small in-process judges.
+
+    Small models lose long instructions and are slow on long prompts (compute grows with prompt length on
+    CPU), so this keeps each turn to a few lines: about 200 tokens with four examples instead of 1,100 for
+    the full prompt with the same examples. The answer is still truncated and delimited.
+    """
+
+    def _user(self, question: str | None, reference: str, prediction: str) -> str:
+        lines = []
+        if self.with_question and question:
+            lines.append(f"Question: {truncate(question, 500)}")
+        lines.append(f"Correct answer: {truncate(reference, 300)}")
+        lines.append("Student answer: " + delimit(truncate(prediction, 300), "answer").replace("\n", " "))
+        lines.append("Is the student answer correct?")
+        return "\n".join(lines)
+
+    def build(self, request: JudgeRequest) -> list[dict]:
+        messages = [{"role": "system", "content": "You are a medical teacher grading answers. Answer Yes or No."}]
+        for case in self.few_shot:
+            messages.append({"role": "user", "content": self._user(case.question, case.reference, case.prediction)})
+            messages.append({"role": "assistant", "content": case.verdict.capitalize()})
+        messages.append({"role": "user", "content": self._user(request.question, request.reference,
+                                                               request.prediction)})
+        return messages
+
+
 REWARD_PAPER = register_prompt(YesNoRewardPrompt(
     "reward-paper", "1", with_question=False,
     description="answer vs reference only (release semantics); reply YES/NO"))
 REWARD_DEFAULT = register_prompt(YesNoRewardPrompt(
     "reward-default", "1", with_question=True,
     description="question, reference and answer; reply YES/NO"))
-REWARD_PAPER_FEWSHOT = register_prompt(YesNoRewardPrompt(
+REWARD_PAPER_FEWSHOT = register_prompt(CompactYesNoPrompt(
     "reward-paper-fewshot", "1", with_question=False, few_shot=REWARD_FEW_SHOT,
-    description="reward-paper with 4 worked examples (for small local judges)"))
-REWARD_DEFAULT_FEWSHOT = register_prompt(YesNoRewardPrompt(
+    description="short answer-vs-reference prompt with 4 worked examples (for small local judges)"))
+REWARD_DEFAULT_FEWSHOT = register_prompt(CompactYesNoPrompt(
     "reward-default-fewshot", "1", with_question=True, few_shot=REWARD_FEW_SHOT,
-    description="reward-default with 4 worked examples (for small local judges)"))
+    description="short prompt with the question and 4 worked examples (for small local judges)"))
 
 
 def reward_prompt_for(mode: str, *, few_shot: bool = False) -> JudgePrompt:
@@ -245,5 +277,5 @@ def reward_prompt_for(mode: str, *, few_shot: bool = False) -> JudgePrompt:
 
 
 __all__ = ["DEFAULT_MAX_ANSWER_CHARS", "FewShotCase", "JUDGE_PROMPTS", "JudgePrompt", "REWARD_FEW_SHOT",
-           "YesNoRewardPrompt", "delimit", "get_prompt", "parse_yes_no", "register_prompt",
+           "YesNoRewardPrompt", "CompactYesNoPrompt", "delimit", "get_prompt", "parse_yes_no", "register_prompt",
            "reward_prompt_for", "truncate"]

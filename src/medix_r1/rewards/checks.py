@@ -61,13 +61,22 @@ def normalize_for_match(text: str) -> str:
 
 
 def closed_polarity(text: str) -> str | None:
-    """``"yes"``/``"no"`` when the answer starts with that word, else ``None``.
+    """``"yes"``/``"no"`` when the answer starts with that word and never uses the other one, else ``None``
+    (a hedge such as "Yes or no" or "Yes, but no fracture" goes to the judge).
 
     >>> closed_polarity("Yes, a fracture."), closed_polarity("No."), closed_polarity("Not seen")
     ('yes', 'no', None)
+    >>> closed_polarity("Yes/No") is None
+    True
     """
     m = _POLARITY.match(text or "")
-    return m.group(1).lower() if m else None
+    if not m:
+        return None
+    lead = m.group(1).lower()
+    other = "no" if lead == "yes" else "yes"
+    if re.search(rf"(?<![A-Za-z0-9]){other}(?![A-Za-z0-9])", text, re.IGNORECASE):
+        return None
+    return lead
 
 
 def sides(text: str) -> frozenset[str]:

@@ -1,0 +1,145 @@
+"""``medix-r1 score``: score a JSONL file of completions with the composite reward. Argument parsing only;
+the work is :func:`medix_r1.rewards.score_file.ascore_file`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+_EPILOG = """\
+Input rows (JSONL): {"id", "completion", "reference": "<TAG> answer" (or a plain answer plus "modality"),
+                     "question" (optional), "answer_type" (optional)}
+Output rows: the input row plus "rewards": {"format", "modality", "accuracy_llm", "accuracy_embed", "total"}
+  (null: not asked for, or no verdict; total only when all four components have a value).
+
+Examples:
+  # offline, embedded judge (SmolLM2, weak) and embedding (all-MiniLM-L6-v2)
+  medix-r1 score --input completions.jsonl --output scored.jsonl --judge local
+  # the paper's judge, served with `vllm serve Qwen/Qwen3-4B-Instruct-2507 --port 8000`
+  medix-r1 score --input completions.jsonl --output scored.jsonl --mode paper \\
+      --judge-url http://127.0.0.1:8000/v1 --judge-model Qwen/Qwen3-4B-Instruct-2507
+
+Exit status: 0 all rows scored; 1 some rows malformed (listed; the rest scored); 2 bad arguments or
+unreadable input; 3 the judge is unreachable or failed more often than --max-judge-error-rate allows."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "score", help="score completions with the composite reward (format, modality, judge, embedding)",
+        description="Score a JSONL file of completions with MediX-R1's composite reward: format, modality, "
+                    "LLM-judge accuracy and embedding accuracy. Rows are scored concurrently and written in "
+                    "input order; a summary table follows.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, metavar="IN.jsonl", help="completions to score")
+    p.add_argument("--output", required=True, metavar="OUT.jsonl", help="where to write scored rows")
+    p.add_argument("--components", default="format,modality,accuracy_llm,accuracy_embed",
+                   help="comma-separated components to compute (default: all four)")
+    p.add_argument("--mode", choices=("paper", "default"), default="default",
+                   help="paper: the release's scoring exactly; default: judge sees the question, closed-question "
+                        "and laterality checks (docs/rewards.md). Default: default")
+    p.add_argument("--judge", choices=("openai", "local"), default="openai",
+                   help="openai: an OpenAI-compatible server at --judge-url (default); local: the embedded "
+                        "in-process SmolLM2 judge (weak, offline)")
+    p.add_argument("--judge-url", default=None,
+                   help="the judge server's /v1 URL (default http://127.0.0.1:8000/v1)")
+    p.add_argument("--judge-model", default=None,
+                   help="the served model name (default Qwen/Qwen3-4B-Instruct-2507), or with --judge local a "
+                        "model folder or alias (default smollm2)")
+    p.add_argument("--judge-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds per judge request before it counts as a timeout (default 60)")
+    p.add_argument("--judge-concurrency", type=int, default=64, metavar="N",
+                   help="judge requests in flight at once (default 64)")
+    p.add_argument("--max-judge-error-rate", type=float, default=0.1, metavar="R",
+                   help="stop when more than this share of judgements fail (default 0.1; 1 never stops)")
+    p.add_argument("--no-injection-guard", dest="injection_guard", action="store_false",
+                   help="do not zero answers that address the grader (the guard is on by default)")
+    p.add_argument("--embedding", default="auto", metavar="NAME_OR_PATH",
+                   help="sentence-transformers model for accuracy_embed: auto (MedEmbed-large-v0.1 when loadable, "
+                        "else the bundled all-MiniLM-L6-v2), minilm, a hub id or a folder (default auto)")
+    p.add_argument("--embed-scoring", choices=("binary", "continuous"), default="binary",
+                   help="binary: 1 when the cosine reaches --embed-threshold (paper); continuous: the cosine")
+    p.add_argument("--embed-threshold", type=float, default=0.8, help="cosine threshold (default 0.8)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="folder for the verdict cache (default $MEDIX_CACHE/judge)")
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="do not read or write the verdict cache")
+    p.add_argument("--details", action="store_true",
+                   help="add reward_details to each row: the answer as compared, judge status and raw reply")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=cmd_score)
+
+
+def _config(args):
+    from medix_r1.rewards import RewardConfig
+    from medix_r1.rewards.config import JudgeConfig
+
+    judge = JudgeConfig(backend=args.judge, model=args.judge_model, timeout=args.judge_timeout,
+                        concurrency=args.judge_concurrency,
+                        max_error_rate=None if args.max_judge_error_rate >= 1 else args.max_judge_error_rate,
+                        cache=args.cache,
+                        cache_path=str(Path(args.cache_dir) / "verdicts.sqlite") if args.cache_dir else None)
+    if args.judge_url:
+        judge.url = args.judge_url
+    return RewardConfig(mode=args.mode, components=args.components, judge=judge, embedding_model=args.embedding,
+                        embed_scoring=args.embed_scoring, embed_threshold=args.embed_threshold,
+                        injection_guard=args.injection_guard)
+
+
+def cmd_score(args) -> int:
+    from medix_r1.judge import BackendError, JudgeErrorBudgetExceeded
+    from medix_r1.rewards import RewardConfigError, RewardSuite
+    from medix_r1.rewards.score_file import ascore_file
+
+    if not Path(args.input).is_file():
+        print(f"error: input file not found: {args.input}", file=sys.stderr)
+        return 2
+    try:
+        config = _config(args)
+    except (RewardConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.judge_url and args.judge == "local":
+        print("note: --judge-url is ignored with --judge local", file=sys.stderr)
+    suite = RewardSuite(config)
+
+    bar = None
+
+    def on_total(n: int) -> None:
+        nonlocal bar
+        if args.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="scoring", unit="row", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+
+    async def run():
+        try:
+            if "accuracy_llm" in config.components:
+                await suite.judge.acheck()  # fail in a second, not after the first retries of every row
+            return await ascore_file(args.input, args.output, suite, progress=progress, on_total=on_total,
+                                     details=args.details)
+        finally:
+            await suite.aclose()
+
+    try:
+        report = asyncio.run(run())
+    except (BackendError, JudgeErrorBudgetExceeded) as exc:
+        if bar is not None:
+            bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if bar is not None:
+        bar.close()
+    for problem in report.problems:
+        print(f"{args.input}: {problem}", file=sys.stderr)
+    print(f"mode {config.mode}; judge {suite.judge.describe() if 'accuracy_llm' in config.components else '-'}; "
+          f"embedding {suite.embedder.name if 'accuracy_embed' in config.components else '-'}")
+    print(report.table())
+    return 1 if report.problems else 0
