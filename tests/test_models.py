@@ -196,7 +196,17 @@ def test_no_video_processor_rejects_videos_clearly():
         policy.processor(text=["<video>"], videos=[[red(), red()]])
 
 
+def test_dtype_option(tmp_path):
+    policy = load_policy("tiny-qwen2.5-vl", dtype="bfloat16", device="cpu")
+    assert policy.model.dtype == torch.bfloat16
+    # pixel values follow the model's dtype, or the vision tower would fail on a float32 input
+    assert len(generate_chat(policy, [image_conv()], [[red()]], max_new_tokens=2)) == 1
+    with pytest.raises(ValueError, match="unknown dtype 'float33'"):
+        load_policy("tiny-qwen2.5-vl", dtype="float33")
+
+
 def test_generate_chat_checks_image_counts(tiny):
+    assert generate_chat(tiny, [], max_new_tokens=2) == []
     with pytest.raises(ValueError, match="conversation 1 has 1 image placeholder"):
         generate_chat(tiny, [text_conv("a"), image_conv()], [[], []], max_new_tokens=2)
     with pytest.raises(ValueError, match="2 conversations but 1 image lists"):

@@ -185,6 +185,7 @@ def load_policy(name_or_path: str | os.PathLike, *, trust_remote_code: bool = Fa
     if Path(source).is_dir() and adapter.is_file() and not (Path(source) / "config.json").is_file():
         return _load_adapter(name, Path(source), trust_remote_code=trust_remote_code, dtype=dtype, device=device)
 
+    torch_dtype = _torch_dtype(dtype)
     config = _load_config(source, trust_remote_code)
     is_vlm = config_is_vlm(config)
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
@@ -192,7 +193,7 @@ def load_policy(name_or_path: str | os.PathLike, *, trust_remote_code: bool = Fa
     auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     try:
         # device_map puts the weights straight on the device (no full CPU copy of a large model first).
-        model = auto.from_pretrained(source, config=config, dtype=_torch_dtype(dtype), use_safetensors=True,
+        model = auto.from_pretrained(source, config=config, dtype=torch_dtype, use_safetensors=True,
                                      trust_remote_code=trust_remote_code, device_map=device or _default_device())
     except (OSError, ValueError) as err:
         raise PolicyNotFoundError(
