@@ -248,6 +248,7 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
         latest = store.latest()
         base = {"model": generator.name, "prompt_version": prompt.version}
         todo: list[tuple[TaskData, Any]] = []
+        bulk: list[dict] = []
         for td in tasks:
             for item in [*td.samples, *td.issues]:
                 summary.total += 1
@@ -256,13 +257,14 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
                     summary.already_done += 1
                     continue
                 if isinstance(item, LoadIssue):
-                    store.append({"task": td.spec.name, "id": item.id, "status": "bad_input",
-                                  "error": str(item), "field": item.field, "kind": td.kind,
-                                  "task_version": td.spec.version, **base})
+                    bulk.append({"task": td.spec.name, "id": item.id, "status": "bad_input",
+                                 "error": str(item), "field": item.field, "kind": td.kind,
+                                 "task_version": td.spec.version, **base})
                     summary.add("bad_input")
                     summary.done += 1
                     continue
                 todo.append((td, item))
+        store.append_many(bulk)
         bar = _progress_bar(summary.total, summary.already_done + summary.done, "generate", progress)
         budget = _Budget(f"generation with {generator.describe()}", max_error_rate, min_requests_for_budget,
                          generator.how_to_fix())
@@ -272,11 +274,12 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
             ready, reqs = [], []
             for td, sample in batch:
                 try:
-                    images = sample.load_images()
+                    # Decoding (large X-rays, PNG) runs in a thread: PIL releases the GIL, the loop keeps going.
+                    images = await asyncio.to_thread(sample.load_images)
                 except SampleError as exc:
-                    store.append({"task": td.spec.name, "id": sample.id, "status": "bad_input",
-                                  "error": f"{exc.field}: {exc.message}", "field": exc.field,
-                                  **sample_fields(td, sample), **base})
+                    await store.aappend({"task": td.spec.name, "id": sample.id, "status": "bad_input",
+                                         "error": f"{exc.field}: {exc.message}", "field": exc.field,
+                                         **sample_fields(td, sample), **base})
                     summary.add("bad_input")
                     summary.done += 1
                     bar.update(1)
@@ -297,9 +300,10 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
                 err = f"{type(exc).__name__}: {exc}"
                 log.warning("generation failed for %d sample(s) (%s ...): %s", len(reqs), reqs[0].id, err)
                 log.debug("generation failure", exc_info=True)
-                for td, sample in ready:
-                    store.append({"task": td.spec.name, "id": sample.id, "status": "error", "error": err,
-                                  **sample_fields(td, sample), **base})
+                await store.aappend_many([{"task": td.spec.name, "id": sample.id, "status": "error",
+                                           "error": err, **sample_fields(td, sample), **base}
+                                          for td, sample in ready])
+                for _ in ready:
                     summary.add("error")
                 summary.failed += len(ready)
                 summary.requests += len(ready)
@@ -308,13 +312,15 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
                 budget.add(len(ready), True, err)
                 return
             latency = (time.perf_counter() - t) / len(reqs)
+            done = []
             for (td, sample), reply in zip(ready, replies):
                 parsed = parse_completion(reply or "")
-                store.append({"task": td.spec.name, "id": sample.id, "status": "ok", "prediction": reply,
-                              "final_answer": parsed.final_answer, "well_formed": parsed.well_formed,
-                              "pred_modality": parsed.modality, "latency_s": round(latency, 4),
-                              **sample_fields(td, sample), **base})
+                done.append({"task": td.spec.name, "id": sample.id, "status": "ok", "prediction": reply,
+                             "final_answer": parsed.final_answer, "well_formed": parsed.well_formed,
+                             "pred_modality": parsed.modality, "latency_s": round(latency, 4),
+                             **sample_fields(td, sample), **base})
                 summary.add("ok")
+            await store.aappend_many(done)
             summary.done += len(ready)
             summary.requests += len(ready)
             bar.update(len(ready))
@@ -405,6 +411,7 @@ async def ajudge_phase(out_dir: str | Path, settings: JudgeSettings | None = Non
     try:
         latest = store.latest()
         todo: list[dict] = []
+        decided: list[dict] = []
         for key, g in gens.items():
             if wanted is not None and g["task"] not in wanted:
                 continue
@@ -420,12 +427,13 @@ async def ajudge_phase(out_dir: str | Path, settings: JudgeSettings | None = Non
                     continue
             rule = _rule_decision(g)
             if rule is not None:
-                store.append(_verdict_record(g, status="exact", score=rule.score, method="rule",
-                                             reason=rule.reason))
+                decided.append(_verdict_record(g, status="exact", score=rule.score, method="rule",
+                                               reason=rule.reason))
                 summary.add("exact")
                 summary.done += 1
                 continue
             todo.append(g)
+        store.append_many(decided)
         if todo and settings.backend is None:
             log.warning("%d sample(s) need a judge and none was given: they stay pending (pass --judge-url "
                         "or --judge local)", len(todo))
@@ -448,7 +456,7 @@ async def ajudge_phase(out_dir: str | Path, settings: JudgeSettings | None = Non
             req = JudgeRequest(reference=g["reference"], prediction=g.get("final_answer") or "",
                                question=g.get("question"), kind=kind)
             (v,) = await judge.ajudge([req])
-            store.append(_verdict_record(
+            await store.aappend(_verdict_record(
                 g, status=v.status, score=v.score, method="judge", raw=v.raw, votes=_votes(judge.prompt, v.raw),
                 error=v.error, cached=v.cached, judge_model=judge_model, judge_prompt=judge.prompt.key,
                 latency_s=round(v.latency_s, 4)))

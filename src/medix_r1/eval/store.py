@@ -127,19 +127,48 @@ class JsonlStore:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         return self
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one record as one line, durably (``fsync``) before returning."""
-        if "task" not in record or "id" not in record:
-            raise ValueError("a record needs 'task' and 'id'")
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n").encode("utf-8")
+    @staticmethod
+    def _encode(records: list[dict[str, Any]]) -> bytes:
+        for r in records:
+            if "task" not in r or "id" not in r:
+                raise ValueError("a record needs 'task' and 'id'")
+        return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True, default=str) + "\n"
+                       for r in records).encode("utf-8")
+
+    def _write(self, data: bytes) -> None:
         if self._fd is None:
             self.open()
         with self._lock:
-            view = memoryview(line)
+            view = memoryview(data)
             while view:  # a regular file takes it in one write; loop anyway rather than lose a tail
                 view = view[os.write(self._fd, view):]
-            if self.fsync:
-                os.fsync(self._fd)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record as one line, durably (``fsync``) before returning."""
+        self.append_many([record])
+
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        """Write several records with one write and one ``fsync`` (for records decided in bulk)."""
+        if not records:
+            return
+        self._write(self._encode(records))
+        if self.fsync:
+            os.fsync(self._fd)
+
+    async def aappend(self, record: dict[str, Any]) -> None:
+        """:meth:`append` for event loops (see :meth:`aappend_many`)."""
+        await self.aappend_many([record])
+
+    async def aappend_many(self, records: list[dict[str, Any]]) -> None:
+        """:meth:`append_many` for event loops: the lines are written at once (so records keep their order),
+        the ``fsync`` (milliseconds on a real disk) runs in a worker thread so other requests keep flowing."""
+        if not records:
+            return
+        self._write(self._encode(records))
+        if self.fsync:
+            import asyncio
+
+            await asyncio.to_thread(os.fsync, self._fd)
 
     def close(self) -> None:
         with self._lock:
