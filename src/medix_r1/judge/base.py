@@ -62,10 +62,10 @@ class ChatBackend(abc.ABC):
         one of them.
         """
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release connections or models."""
 
-    async def check(self) -> None:  # noqa: B027 - optional hook
+    async def check(self) -> None:
         """Raise :class:`BackendError` (saying how to fix it) when the backend cannot answer at all."""
 
     def describe(self) -> str:
@@ -119,7 +119,7 @@ class JudgeStats:
         self.by_status = {}
         self.last_error = None
 
-    def merge(self, other: "JudgeStats") -> None:
+    def merge(self, other: JudgeStats) -> None:
         """Add another judge's counters to these."""
         self.requests += other.requests
         self.cache_hits += other.cache_hits

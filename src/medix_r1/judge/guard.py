@@ -77,21 +77,22 @@ _DISREGARD = (r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|over
 # A verdict the grader could be asked to give. "right" / "correct" only count where they end the phrase, so
 # "right lower lobe" or "correct placement" are not verdicts.
 _END = r"(?=\s*(?:[.,;:!?)\]\"'`*]|$|\n|and\b|because\b|since\b|regardless\b|please\b))"
-_VERDICT = (rf"(?:[\"'`*\[(]*\s*(?:yes|y|true|pass(?:ed)?|1(?:\.0)?|1\s*/\s*1|10\s*/\s*10|5\s*/\s*5|100\s*%?|"
+# Numbers are left out on purpose: "the tumour grade is 1" and "score: 1" are medicine, not verdicts.
+_VERDICT = (rf"(?:[\"'`*\[(]*\s*(?:yes(?![\w/])|true(?![\w-])|pass(?:ed)?(?![\w-])|1\s*/\s*1(?!\d)|"
             rf"full\s+(?:marks|credit|points|score)|(?:a\s+)?perfect\s+score|maximum\s+(?:score|points|reward)|"
-            rf"(?:a\s+)?match(?:ing)?|equivalent|identical|accepted|acceptable|valid|"
-            rf"(?:fully\s+|completely\s+|totally\s+)?(?:correct|right|accurate){_END}))")
+            rf"(?:a\s+)?match(?:ing)?(?![\w-])|equivalent{_END}|identical{_END}|accepted{_END}|acceptable{_END}|"
+            rf"valid{_END}|(?:fully\s+|completely\s+|totally\s+)?(?:correct|right|accurate){_END}))")
 _VERB_REPLY = (r"(?:reply|replies|respond|response|output|return|print|emit|say|write|type|state|"
-               r"answer\s+(?=with|only|just|simply|exactly|\"|'|`|yes)|conclude|decide|verdict|"
+               r"answer(?=\s+(?:with|only|just|simply|exactly|\"|'|`|yes))|conclude|decide|verdict|"
                r"grade|score|rate|mark|label|classify|judge|evaluate|assess)")
 _VERB_GRADE = (r"(?:mark|grade|score|rate|label|classify|judge|evaluate|assess|consider|treat|count|deem|regard|"
                r"accept|record|register|flag|log|view|see|take)")
-_THING = (r"(?:this|it|that|me|mine|the\s+(?:above|following|candidate|submission|prediction|output|response|"
-          r"answer|reply)|this\s+(?:answer|response|reply|submission|prediction|output|candidate)|"
-          r"my\s+(?:answer|response|reply|submission|output))")
+_THING = (r"(?:(?:this|that|it|me|mine)(?:\s+one)?|the\s+(?:above|following|candidate|submission|prediction|"
+          r"output|response|answer|reply)|(?:this|that|my|the\s+student'?s?)\s+(?:answer|response|reply|"
+          r"submission|prediction|output|candidate))")
 # Where an imperative may begin: start of text or clause, or after a politeness / modal lead-in.
-_LEAD = (r"(?:^|(?<=[.!?;:\n>\-*)\]\"'])\s*|\b(?:please|kindly|now|just|simply|only|always|so|then|and|must|"
-         r"should|shall|will|need\s+to|have\s+to|has\s+to|to|you)\s+)")
+_LEAD = (r"(?:^|(?<=[.!?;:,\n>\-*)\]\"'({])\s*|\b(?:please|kindly|now|just|simply|only|always|so|then|and|must|"
+         r"should|shall|will|would|could|can|may|might|need\s+to|have\s+to|has\s+to|to|you)\s+)")
 
 
 @dataclass(frozen=True)
@@ -105,15 +106,36 @@ def _p(regex: str, flags: int = re.IGNORECASE | re.MULTILINE) -> re.Pattern:
     return re.compile(regex, flags)
 
 
+# Cheap keyword scans that gate the costly patterns: most answers contain none of these words, so most
+# signals are skipped and the guard costs a fraction of a millisecond per typical answer.
+_GATES: dict[str, re.Pattern] = {
+    "grader": _p(rf"\b{_GRADER_ANY}\b"),
+    "reply": _p(rf"\b{_VERB_REPLY}"),
+    "grade": _p(rf"\b{_VERB_GRADE}\b"),
+    "confirm": _p(r"\b(?:confirm|agree|certify|verify|acknowledge|accept|admit|concede|approve|pass|validate|"
+                  r"okay|ok)\b"),
+    "disregard": _p(rf"\b{_DISREGARD}\b"),
+}
+# signal name -> the gate its pattern cannot match without (the gate's words are part of the pattern)
+_NEEDS: dict[str, str] = {
+    "override of instructions": "disregard", "vocative to the grader": "grader", "second-person role": "grader",
+    "confirmation directive": "confirm", "approval directive": "confirm", "vocative with a directive": "grader",
+    "grader vocative": "grader", "grader told what to do": "grader", "second person with a grader noun": "grader",
+    "reply directive": "reply", "grader gives a verdict": "grader", "grading directive": "grade",
+}
+
 _SIGNALS: tuple[_Signal, ...] = (
     # ---- markup
     _Signal("chat-template token", STRONG,
             _p(r"<\|\s*[a-z_]+(?:\s*[a-z_]+)?\s*\|>|\[/?\s*(?:inst|sys)\s*\]|<<\s*/?\s*sys\s*>>|"
                r"<\s*/?\s*(?:s|bos|eos)\s*>(?=\s*\[)")),
-    _Signal("role label", STRONG,
-            _p(r"^\s*(?:#+\s*|\*\*\s*)?(?:system|assistant|human|grader|judge|evaluator|instruction|"
-               r"instructions|developer|admin|administrator|operator)(?:\s+(?:prompt|message|note|override|"
-               r"update))?\s*(?:\*\*\s*)?:")),
+    _Signal("grader role label", STRONG,
+            _p(r"^\s*(?:#+\s*|\*\*\s*)?(?:grader|judge|evaluator|instructions?|developer|admin|administrator|"
+               r"operator|(?:system|assistant)\s+(?:prompt|message|note|override|update|instruction)s?)"
+               r"(?:\s+(?:note|message|instructions?))?\s*(?:\*\*\s*)?:")),
+    # "System: musculoskeletal" is an organ system, so a bare chat role label needs another signal
+    _Signal("chat role label", MEDIUM,
+            _p(r"^\s*(?:#+\s*|\*\*\s*)?(?:system|assistant|user|human|ai)\s*(?:\*\*\s*)?:")),
     _Signal("role tag", STRONG,
             _p(r"<\s*/?\s*(?:system|assistant|user|instructions?|prompt|grader|judge|evaluator|verdict|"
                r"reference|candidate|question|im_start|im_end)\s*>")),
@@ -131,6 +153,46 @@ _SIGNALS: tuple[_Signal, ...] = (
             _p(rf"\b(?:you\s+are|you're|ur|act(?:ing)?\s+as|acting|as|in\s+your\s+(?:role|capacity)\s+as|"
                rf"role\s+of|speaking\s+to|talking\s+to|addressed\s+to)\s+(?:now\s+|just\s+|only\s+)?"
                rf"(?:the\s+|a\s+|an\s+|my\s+|our\s+)?(?:\w+\s+)?{_GRADER1}\b")),
+    _Signal("second-person role", STRONG,
+            _p(rf"\b(?:you\s+are|you're|ur|acting\s+as|in\s+your\s+(?:role|capacity|position)\s+as)\s+"
+               rf"(?:now\s+|just\s+|only\s+)?(?:the\s+|a\s+|an\s+|my\s+|our\s+)?(?:\w+\s+)?{_GRADER2}\b")),
+    _Signal("confirmation directive", STRONG,
+            _p(rf"{_LEAD}(?:confirm|agree|certify|verify|acknowledge|accept|admit|concede)\s+(?:that\s+)?"
+               rf"{_THING}\s+(?:is|was|should\s+be|counts\s+as)\s+(?:a\s+)?{_VERDICT}")),
+    _Signal("addressing whoever grades", STRONG,
+            _p(r"\b(?:whoever|whomever|anyone|anybody|the\s+(?:one|person|people|system|program|thing))\s+"
+               r"(?:is\s+|are\s+|who\s+(?:is|are)\s+)?(?:checking|grading|evaluating|marking|scoring|reviewing|"
+               r"judging|assessing|verifying|reading\s+this)\b")),
+    _Signal("reference manipulation", STRONG,
+            _p(r"\b(?:pretend|assume|imagine|suppose|act\s+as\s+if|treat\s+it\s+as\s+if|let'?s\s+say)\b[^.\n]{0,30}?"
+               r"\b(?:the\s+)?(?:reference|ground[- ]truth|gold|expected|correct|official)\b|"
+               r"\b(?:i\s+am|i'm|this\s+is|here\s+is)\s+(?:the\s+|your\s+)?(?:reference|ground[- ]truth|gold|"
+               r"expected|official)\s+(?:answer|solution|label)")),
+    _Signal("verdict as data", STRONG,
+            _p(r"[{,]\s*[\"'](?:score|verdict|grade|correct|is_correct|result|label|judg\w*|evaluation|match)"
+               r"[\"']\s*:|\b(?:correct(?:ness)?|is_correct|verdict|grade|score|result|label|match(?:es)?)\s*"
+               r"(?:=|:=|==)\s*(?:true|yes|1|correct|pass)\b")),
+    _Signal("negated checking", STRONG,
+            _p(r"\b(?:do\s+not|don'?t|never|no\s+need\s+to|without)\s+(?:compare|check|look\s+at|consult|"
+               r"consider|use|read|verify)\b[^.\n]{0,30}?\b(?:reference|rubric|instructions?|ground[- ]truth|"
+               r"expected\s+answer|criteria)")),
+    _Signal("approval directive", STRONG,
+            _p(rf"{_LEAD}(?:approve|accept|pass|validate|okay|ok)\s*(?:{_THING}|this\s+one)?\s*(?:[.!;]|$)")),
+    _Signal("merit claim", STRONG,
+            _p(r"\b(?:deserves?|merits?|earns?|warrants?|should\s+get|gets|is\s+worth)\s+(?:a\s+|the\s+)?"
+               r"(?:YES\b|full\s+(?:marks|credit|points|score)|(?:a\s+)?pass\b|credit\b|a\s+positive\s+"
+               r"(?:verdict|grade|judg(?:e)?ment))", re.MULTILINE)),
+    _Signal("vocative with a directive", STRONG,
+            _p(rf"(?:^|[.!?\n]\s*)(?:dear\s+|hey\s+|ok\s+)?{_GRADER_ANY}\s*[,:]\s*(?:please\s+)?"
+               rf"(?:{_VERB_REPLY}|you\b|{_VERB_GRADE}|approve|confirm|agree|ignore|disregard)")),
+    _Signal("self-assessment", MEDIUM,
+            _p(rf"\b(?:(?:the|this|my)\s+(?:candidate|student|submission|prediction|response|answer)(?:'s\s+answer)?|"
+               rf"this(?:\s+one)?)\s+(?:is|was)\s+(?:always\s+|definitely\s+|certainly\s+|fully\s+|"
+               rf"completely\s+)?{_VERDICT}|\b(?:what|as)\s+i\s+(?:wrote|said|answered|put|gave)\b|"
+               rf"\bmy\s+(?:answer|response|reply)\s+(?:is|equals|matches|means)\b")),
+    _Signal("counting rule", MEDIUM,
+            _p(rf"\b(?:counts?|qualif(?:y|ies)|pass(?:es)?|is\s+accepted|are\s+accepted)\s+as\s+{_VERDICT}")),
+    _Signal("grader vocative", MEDIUM, _p(rf"(?:^|[.!?\n(\[]\s*){_GRADER_ANY}\s*[,:]")),
     _Signal("grader told what to do", STRONG,
             _p(rf"\b{_GRADER_ANY}\s*(?:,|:)?\s*(?:must|should|shall|will|has\s+to|needs?\s+to|is\s+(?:instructed|"
                rf"required|asked|expected|supposed)\s+to|may\s+only|can\s+only|ought\s+to)\b[^.\n]{{0,60}}?"
@@ -143,9 +205,16 @@ _SIGNALS: tuple[_Signal, ...] = (
             _p(rf"\b{_YOU}(?:r)?\s+(?:verdict|grade|grading|evaluation|judg(?:e)?ment|scoring|rating|score|"
                rf"instructions?|system\s+prompt|task\s+is|job\s+is|role\s+is|output\s+(?:must|should))\b")),
     # ---- verdict directives
-    _Signal("reply directive", STRONG, _p(rf"{_LEAD}{_VERB_REPLY}\s*(?:(?:with|only|just|simply|exactly|"
-                                          rf"the\s+(?:word|token|verdict|string)|:|=|-|->|as|back)\s*)*"
-                                          rf"[\"'`*\[(]*\s*yes\b")),
+    # A reply verb, up to four words, then the verdict ("respond accordingly with YES", "reply in one word:
+    # Yes"); "answer yes or no" is a question format, not a verdict.
+    _Signal("reply directive", STRONG, _p(rf"{_LEAD}{_VERB_REPLY}(?:\s+[\w'-]+){{0,4}}?\s*(?:[:=\-]|->|=>)?\s*"
+                                          rf"[\"'`*\[(]*\s*yes\b(?!\s*(?:or|/)\s*no)")),
+    _Signal("reply requested from the grader", STRONG,
+            _p(rf"\b(?:response|reply|answer|output|verdict|decision)\s+(?:from|of|by)\s+(?:you|the\s+"
+               rf"{_GRADER_ANY})\b")),
+    _Signal("grader gives a verdict", STRONG,
+            _p(rf"\b{_GRADER_ANY}\s*(?:[:=]|->|=>)\s*{_VERDICT}")),
+    _Signal("hidden markup", MEDIUM, _p(r"<!--|-->|\[hidden|\(hidden|\bhidden\s+(?:note|instruction|message)")),
     _Signal("grading directive", STRONG,
             _p(rf"{_LEAD}(?:\w+\s+)?{_VERB_GRADE}\s+{_THING}\s+(?:as\s+|to\s+be\s+|with\s+|a\s+)?"
                rf"(?:being\s+)?{_VERDICT}")),
@@ -161,10 +230,9 @@ _SIGNALS: tuple[_Signal, ...] = (
                rf"(?:be\s+|being\s+)?(?:graded|marked|scored|judged|evaluated|considered|rated|counted|accepted|"
                rf"treated|deemed|classified|labell?ed|regarded|assessed)\s+(?:as\s+|to\s+be\s+)?{_VERDICT}")),
     _Signal("claim about the grade", STRONG,
-            _p(rf"\b(?:the|your|my|this|a|correct|right|proper|appropriate|expected|final|only)\s+(?:\w+\s+)?"
-               rf"(?:grade|verdict|score|rating|mark|evaluation|judg(?:e)?ment|output|label|decision|reply)\s*"
-               rf"(?:here\s+|for\s+(?:this|the|my)\s+\w+\s+)?(?:is|=|:|would\s+be|should\s+be|must\s+be|"
-               rf"will\s+be)\s*{_VERDICT}")),
+            _p(rf"\b(?:grade|verdict|score|rating|mark|evaluation|judg(?:e)?ment|assessment|output|label|decision|"
+               rf"reply|result)(?:\s+(?:result|outcome|value))?\s*(?:here\s+|(?:for|of)\s+(?:this|the|my)\s+"
+               rf"\w+\s+)?(?:is|=|:|would\s+be|should\s+be|must\s+be|will\s+be)\s*{_VERDICT}")),
     _Signal("verdict word", MEDIUM, _p(r"\b(?:verdict|grading|graded|regrade|gradable|grader's)\b")),
     _Signal("reference-answer talk", STRONG,
             _p(r"\b(?:match(?:es|ing)?|same\s+as|identical\s+to|equivalent\s+to|agrees?\s+with|equals?|"
@@ -176,7 +244,7 @@ _SIGNALS: tuple[_Signal, ...] = (
                r"\banswer\s+key\b|\bregardless\s+of\s+(?:the\s+)?(?:reference|correct|true|actual|expected)")),
     # ---- weak hints
     _Signal("instruction talk", WEAK,
-            _p(r"\b(?:instructions?|prompt|system\s+message|jailbreak|override|evaluation\s+criteria)\b")),
+            _p(r"\b(?:instructions?|prompt|system\s+message|jailbreak|override|evaluation\s+criteria|rubric)\b")),
     _Signal("upper-case YES", WEAK, _p(r"(?<![A-Za-z])YES(?![A-Za-z])", 0)),
     _Signal("emphasised yes", WEAK, _p(r"[\"'`*\[]\s*yes\s*[\"'`*\]]")),
     _Signal("regardless", WEAK, _p(r"\b(?:regardless|no\s+matter\s+what|irrespective\s+of|whatever\s+the)\b")),
@@ -206,7 +274,14 @@ class InjectionGuard:
             return GuardResult(False, 0)
         text = normalize(answer)
         score, reasons = 0, []
+        gates: dict[str, bool] = {}
         for sig in _SIGNALS:
+            gate = _NEEDS.get(sig.name)
+            if gate is not None:
+                if gate not in gates:
+                    gates[gate] = _GATES[gate].search(text) is not None
+                if not gates[gate]:
+                    continue
             if sig.pattern.search(text):
                 score += sig.weight
                 reasons.append(sig.name)

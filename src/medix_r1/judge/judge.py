@@ -93,7 +93,9 @@ class Judge:
         groups: dict[str, list[int]] = {}
         for i, req in enumerate(requests):
             if self.guard is not None:
-                finding = self.guard.check(req.prediction)
+                # The judge only ever sees the truncated answer; checking more costs time and finds nothing new.
+                limit = getattr(self.prompt, "max_answer_chars", None)
+                finding = self.guard.check(req.prediction[:limit] if limit else req.prediction)
                 if finding.flagged:
                     out[i] = Verdict(0.0, "injection", raw=None, error="; ".join(finding.reasons))
                     settled.append((out[i], False))
@@ -188,7 +190,7 @@ class Judge:
                                                     temperature=self.temperature, **extra)
                 replies.append(reply)
                 scores.append(self.prompt.parse(reply))
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             return Verdict(None, "timeout", raw=_raw(replies), error=f"timeout: {exc}",
                            latency_s=time.perf_counter() - t0)
         except BackendError as exc:

@@ -160,7 +160,7 @@ class LocalChatBackend(ChatBackend):
                         replies = await asyncio.to_thread(self.choose_batch, [q[0] for q in live], choices)
                     else:
                         replies = await asyncio.to_thread(self.generate_batch, [q[0] for q in live], max_tokens)
-                except Exception as exc:  # a failure must fail these requests (counted), never hang them
+                except Exception as exc:  # noqa: BLE001 - any failure must fail these requests (counted), never hang them
                     err = exc if isinstance(exc, BackendError) else BackendError(
                         f"local judge failed: {type(exc).__name__}: {exc}")
                     for q in live:

@@ -211,8 +211,8 @@ class YesNoRewardPrompt(JudgePrompt):
             "Reference answer:", delimit(truncate(reference, self.max_answer_chars), "reference"), "",
             "Candidate answer (untrusted text to grade):",
             delimit(truncate(prediction, self.max_answer_chars), "candidate"), "",
-            "Does the candidate answer mean the same as the reference answer? "
-            "Reply with one word, YES or NO, and nothing else.",
+            ("Does the candidate answer mean the same as the reference answer? "
+             "Reply with one word, YES or NO, and nothing else."),
         ]
         return "\n".join(parts)
 
@@ -276,6 +276,18 @@ def reward_prompt_for(mode: str, *, few_shot: bool = False) -> JudgePrompt:
     return JUDGE_PROMPTS.get(base + ("-fewshot" if few_shot else ""))
 
 
-__all__ = ["DEFAULT_MAX_ANSWER_CHARS", "FewShotCase", "JUDGE_PROMPTS", "JudgePrompt", "REWARD_FEW_SHOT",
-           "YesNoRewardPrompt", "CompactYesNoPrompt", "delimit", "get_prompt", "parse_yes_no", "register_prompt",
-           "reward_prompt_for", "truncate"]
+__all__ = [
+    "DEFAULT_MAX_ANSWER_CHARS",
+    "JUDGE_PROMPTS",
+    "REWARD_FEW_SHOT",
+    "CompactYesNoPrompt",
+    "FewShotCase",
+    "JudgePrompt",
+    "YesNoRewardPrompt",
+    "delimit",
+    "get_prompt",
+    "parse_yes_no",
+    "register_prompt",
+    "reward_prompt_for",
+    "truncate",
+]

@@ -113,8 +113,8 @@ def prepare(completion: str, ref: RowReference, mode: str) -> Prepared:
         parsed = parse_completion(text)
         answer = clean_answer(parsed.answer if parsed.answer is not None else text)
         reference = clean_answer(ref.answer) if ref.answer is not None else None
-        base = dict(text=text, parsed=parsed, answer=answer, reference=reference, ref_tag=ref.tag,
-                    question=None)
+        base = {"text": text, "parsed": parsed, "answer": answer, "reference": reference, "ref_tag": ref.tag,
+                "question": None}
         if reference is None:
             return Prepared(**base)
         if paper_invalid(answer):
@@ -126,8 +126,8 @@ def prepare(completion: str, ref: RowReference, mode: str) -> Prepared:
     parsed = parse_completion(completion)
     answer = clean_answer(parsed.final_answer)
     reference = clean_answer(ref.answer) if ref.answer is not None else None
-    base = dict(text=completion, parsed=parsed, answer=answer, reference=reference, ref_tag=ref.tag,
-                question=ref.question)
+    base = {"text": completion, "parsed": parsed, "answer": answer, "reference": reference, "ref_tag": ref.tag,
+            "question": ref.question}
     if reference is None:
         return Prepared(**base)
     if not _HAS_WORD.search(answer):

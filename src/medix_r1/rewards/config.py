@@ -84,7 +84,7 @@ class RewardConfig:
         self.validate()
 
     # ----------------------------------------------------------------------------------------- checks
-    def validate(self) -> "RewardConfig":
+    def validate(self) -> RewardConfig:
         if self.mode not in MODES:
             raise RewardConfigError(f"reward mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if isinstance(self.components, str):
@@ -130,7 +130,7 @@ class RewardConfig:
 
     # ----------------------------------------------------------------------------------------- I/O
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "RewardConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> RewardConfig:
         """Build from a recipe's ``reward:`` mapping; unknown keys raise naming the nearest valid key."""
         data = dict(data or {})
         valid = {f.name for f in dataclasses.fields(cls)}

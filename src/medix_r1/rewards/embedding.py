@@ -41,7 +41,7 @@ def _in_hf_cache(repo_id: str) -> bool:
 
         hit = try_to_load_from_cache(repo_id, "config.json")
         return isinstance(hit, str)
-    except Exception:  # an old or odd huggingface_hub: behave as "not cached"
+    except Exception:  # noqa: BLE001 - an old or odd huggingface_hub: behave as "not cached"
         return False
 
 
@@ -63,7 +63,7 @@ def load_embedding_model(name: str = "auto", *, device: str | None = None):
                 try:
                     model = SentenceTransformer(PAPER_EMBEDDING, device=device)
                     resolved = PAPER_EMBEDDING
-                except Exception as exc:  # no network, no cache, or a broken download: fall back, loudly
+                except Exception as exc:  # noqa: BLE001 - no network/cache, broken download: fall back, loudly
                     log.warning("cannot load the paper's embedding model %s (%s: %s)", PAPER_EMBEDDING,
                                 type(exc).__name__, str(exc)[:200])
             if model is None:

@@ -12,6 +12,7 @@ line number and left out; the rest are still scored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -53,7 +54,7 @@ class ScoreReport:
         lines = [f"{'component':<16}{'mean':>8}{'scored':>8}{'null':>7}"]
         for c in (*COMPONENTS, "total"):
             m = self.means.get(c)
-            lines.append(f"{c:<16}{('%.4f' % m) if m is not None else '-':>8}{self.counts.get(c, 0):>8}"
+            lines.append(f"{c:<16}{f'{m:.4f}' if m is not None else '-':>8}{self.counts.get(c, 0):>8}"
                          f"{self.nones.get(c, 0):>7}")
         j = self.judge
         if j.get("requests"):
@@ -129,6 +130,21 @@ def _check_row(row: dict) -> str | None:
     return None
 
 
+def _write_rows(out: Path, good: list[tuple[int, dict]], scored: list[dict]) -> None:
+    """Write input rows plus their rewards, atomically (a killed run leaves no half-written file)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for (_, row), rewards in zip(good, scored):
+            record = dict(row)
+            det = rewards.pop("details", None)
+            record["rewards"] = rewards
+            if det is not None:
+                record["reward_details"] = det
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+
+
 def _reward_columns(row: dict) -> dict:
     """The columns the reward reads, from an input row."""
     completion = row["completion"]
@@ -145,23 +161,13 @@ async def ascore_file(input_path: str | Path, output_path: str | Path, suite: Re
                       details: bool = False) -> ScoreReport:
     """Score ``input_path`` into ``output_path`` (written atomically, in input order)."""
     t0 = time.perf_counter()
-    good, problems = read_rows(input_path)
+    good, problems = await asyncio.to_thread(read_rows, input_path)
     if on_total:
         on_total(len(good))
     rows = [_reward_columns(r) for _, r in good]
     scored = await suite.ascore_rows(rows, progress=progress, details=details) if rows else []
     out = Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for (_, row), rewards in zip(good, scored):
-            record = dict(row)
-            det = rewards.pop("details", None)
-            record["rewards"] = rewards
-            if det is not None:
-                record["reward_details"] = det
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    await asyncio.to_thread(_write_rows, out, good, scored)
 
     report = ScoreReport(rows=len(scored), problems=problems, seconds=time.perf_counter() - t0, output=str(out))
     for c in (*COMPONENTS, "total"):

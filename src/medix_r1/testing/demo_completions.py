@@ -46,8 +46,7 @@ def demo_rows(split: str = "test", limit: int | None = None) -> list[dict]:
 def write_demo_completions(path: str | Path, split: str = "test", limit: int | None = None) -> int:
     rows = demo_rows(split, limit)
     with open(path, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     return len(rows)
 
 

@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 ReplyFn = Callable[[list[dict], dict], "str | StubFault"]
 
@@ -56,22 +56,22 @@ class StubFault:
     body: str = ""
 
     @classmethod
-    def http(cls, status: int = 500, body: str = "") -> "StubFault":
+    def http(cls, status: int = 500, body: str = "") -> StubFault:
         """Answer with this HTTP status (and an error body)."""
         return cls("http", status, body or json.dumps({"error": {"message": f"stub error {status}"}}))
 
     @classmethod
-    def hang(cls) -> "StubFault":
+    def hang(cls) -> StubFault:
         """Never answer (until the server stops): the client's timeout must fire."""
         return cls("hang")
 
     @classmethod
-    def garbage(cls) -> "StubFault":
+    def garbage(cls) -> StubFault:
         """HTTP 200 with a body that is not a chat completion."""
         return cls("garbage", 200, "<html>this is not JSON</html>")
 
     @classmethod
-    def drop(cls) -> "StubFault":
+    def drop(cls) -> StubFault:
         """Close the connection without answering."""
         return cls("drop")
 
@@ -132,7 +132,7 @@ class StubChatServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self) -> "StubChatServer":
+    def start(self) -> Self:
         if self._thread is not None:
             return self
         self._thread = threading.Thread(target=self._run, name="stub-chat-server", daemon=True)
@@ -153,7 +153,7 @@ class StubChatServer:
         self._thread.join(timeout=10)
         self._thread = None
 
-    def __enter__(self) -> "StubChatServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -173,7 +173,7 @@ class StubChatServer:
             self._server = loop.run_until_complete(
                 asyncio.start_server(self._handle, self.host, self.port, backlog=4096))
             self.port = self._server.sockets[0].getsockname()[1]
-        except BaseException as exc:  # report to start(), which raises in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - reported by start(), which raises in the caller's thread
             self._start_error = exc
             self._ready.set()
             return
@@ -263,7 +263,7 @@ class StubChatServer:
                     for _ in range(max(1, int(req.get("n") or 1))):
                         try:
                             r = self.reply if isinstance(self.reply, str) else self.reply(messages, req)
-                        except Exception as exc:  # a broken reply function is a 500, as a real server's bug
+                        except Exception as exc:  # noqa: BLE001 - a broken reply function is a 500, like a server bug
                             r = StubFault.http(500, json.dumps({"error": {"message": repr(exc)}}))
                         if isinstance(r, StubFault):
                             fault = r
