@@ -192,46 +192,79 @@ def _line_count(path: Path) -> int:
         return 0
 
 
+def _judge_records(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b'"method": "judge"')
+    except FileNotFoundError:
+        return 0
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not ready() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
 @pytest.mark.slow
-def test_sigkill_mid_generation_then_rerun_gives_identical_results(tmp_path):
-    """The issue's resume check: kill -9 in the middle of generation, rerun the same command, and get exactly
-    the results of an uninterrupted run, with every sample generated once."""
+def test_sigkill_mid_generation_and_mid_judging_then_rerun_gives_identical_results(tmp_path):
+    """The issue's resume check: kill -9 in the middle of generation, rerun and kill -9 again in the middle of
+    judging, rerun to the end; the results equal an uninterrupted run's, every sample was generated once, and
+    no finished sample was generated or judged again."""
     out, ref = tmp_path / "killed", tmp_path / "reference"
     with StubChatServer(policy_reply, model="policy", latency=0.05, capacity=2) as pol, \
-            StubChatServer(judge_reply, model="judge") as jud:
+            StubChatServer(judge_reply, model="judge", latency=0.02, capacity=2) as jud:
         cmd = [sys.executable, "-m", "medix_r1.cli", "eval", "run", "--tasks", "medix-demo", "--model", "policy",
                "--model-url", pol.url, "--concurrency", "2", "--judge-url", jud.url, "--judge-model", "judge",
-               "--no-judge-cache", "--no-progress", "--bootstrap", "200", "--output-dir", str(out)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while _line_count(out / "generations.jsonl") < 12 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-        done_before = len(JsonlStore(out / "generations.jsonl").latest())
-        with (out / "generations.jsonl").open("ab") as fh:  # and a record torn in the middle of its write
+               "--judge-concurrency", "2", "--no-judge-cache", "--no-progress", "--bootstrap", "200",
+               "--output-dir", str(out)]
+        gens, judgements = out / "generations.jsonl", out / "judgements.jsonl"
+
+        # 1. killed while generating
+        _kill_when(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                   lambda: _line_count(gens) >= 12)
+        generated_before = len(JsonlStore(gens).latest())
+        with gens.open("ab") as fh:  # and a record torn in the middle of its write
             fh.write(b'{"task": "medix-demo", "id": "torn", "pred')
         total = len(json.loads((out / "run.json").read_text())["tasks"]["medix-demo"]["ids"])
-        assert 12 <= done_before < total
+        assert 12 <= generated_before < total
 
+        # 2. rerun, killed while judging
         pol.reset_counters()
+        _kill_when(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                   lambda: _judge_records(judgements) >= 10)
+        regenerated = pol.request_count
+        judged_before = sum(1 for r in JsonlStore(judgements).latest().values() if r["method"] == "judge")
+        with judgements.open("ab") as fh:
+            fh.write(b'{"task": "medix-demo", "id": "dcm-')
+
+        # 3. rerun to the end
+        pol.reset_counters()
+        jud.reset_counters()
         rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
-        regenerated = pol.request_count
-        assert regenerated == total - done_before  # finished samples were never generated again
+        generated_last, judge_requests_last = pol.request_count, jud.request_count
 
         run_eval("medix-demo", gen(pol, concurrency=2), judge_settings(jud), ref, progress=False, bootstrap=200)
 
-    counts = JsonlStore(out / "generations.jsonl").count_by_key()
+    counts = JsonlStore(gens).count_by_key()
     assert len(counts) == total and set(counts.values()) == {1}  # one generation per sample, no duplicates
+    assert regenerated == total - generated_before and generated_last == 0  # finished ones never redone
     killed = json.loads((out / "results.json").read_text())
     reference = json.loads((ref / "results.json").read_text())
+    judged_total = reference["tasks"]["medix-demo"]["counts"]["judged"]
+    assert 10 <= judged_before < judged_total
+    assert judge_requests_last == 3 * (judged_total - judged_before)  # 3 rounds for each unjudged sample only
     assert strip_volatile(killed) == strip_volatile(reference)
     t = killed["tasks"]["medix-demo"]
     assert t["counts"]["pending"] == 0 and t["n_scored"] == t["n"] == total
-    print(f"\nresume: killed after {done_before}/{total} generations; rerun generated {regenerated}; "
-          f"accuracy {t['accuracy']:.4f} == uninterrupted {reference['tasks']['medix-demo']['accuracy']:.4f}")
+    print(f"\nresume: killed after {generated_before}/{total} generations; rerun generated {regenerated} and was "
+          f"killed after {judged_before}/{judged_total} judge verdicts; last run: {generated_last} generations, "
+          f"{judge_requests_last} judge requests; accuracy {t['accuracy']:.4f} == uninterrupted "
+          f"{reference['tasks']['medix-demo']['accuracy']:.4f}")
 
 
 # --------------------------------------------------------------------------------------------- in-process model

@@ -140,8 +140,10 @@ def gen_signature(g: dict[str, Any]) -> str:
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True, disable=not enabled,
-                mininterval=0.5, smoothing=0.1)
+    bar = tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True, disable=not enabled,
+               mininterval=0.5, smoothing=0.1)
+    bar.set_postfix(errors=0, refresh=False)  # done/total, rate and ETA come with tqdm; errors so far here
+    return bar
 
 
 @dataclass
