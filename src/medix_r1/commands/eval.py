@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -140,8 +141,11 @@ def _print_results(results: dict) -> None:
     from medix_r1.eval.report import TASK_HEADER, _md_table, pct, task_rows
 
     print(_md_table(TASK_HEADER, task_rows(results)))
-    print(f"\noverall {pct(results.get('overall'))}%  text {pct(results.get('text_mean'))}%  "
-          f"vision {pct(results.get('vision_mean'))}%  (unweighted means over tasks)")
+    def p(key: str) -> str:
+        return "-" if results.get(key) is None else f"{pct(results[key])}%"
+
+    print(f"\noverall {p('overall')}  text {p('text_mean')}  vision {p('vision_mean')}  "
+          "(unweighted means over tasks)")
     for k, v in (results.get("report_paths") or {}).items():
         print(f"{k}: {v}")
 
@@ -185,6 +189,8 @@ def _run_phases(args, phases: tuple[str, ...]) -> int:
 def _guarded(fn):
     """Turn the library's expected failures into a clear message and an exit code (no traceback)."""
     def run(args) -> int:
+        # One INFO line per HTTP request would bury the progress bars; -vv shows them.
+        logging.getLogger("httpx").setLevel(logging.DEBUG if getattr(args, "verbose", 0) >= 2 else logging.WARNING)
         from medix_r1.eval.calibrate import LabelFileError
         from medix_r1.eval.generation import GeneratorUnavailable
         from medix_r1.eval.phases import ErrorBudgetExceeded, EvalError
