@@ -33,8 +33,11 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# Performance figures (not tests): reward scoring, evaluation, training step time.
 bench: setup
 	$(PY) benchmarks/reward_throughput.py
+	$(PY) benchmarks/eval_throughput.py
+	$(PY) benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
