@@ -39,7 +39,12 @@ def register(subparsers) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import warnings
+
     from medix_r1.train.recipe import RecipeError, dump_yaml
+
+    # TRL 1.16 still calls transformers' deprecated gradient_checkpointing_* names at every step.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
 
     try:
         if args.dry_run:

@@ -58,13 +58,14 @@ class DatasetReport:
     source: str
     loaded: int = 0
     skipped_rows: int = 0
+    dropped_no_image: int = 0
     dropped_too_long: int = 0
     with_images: int = 0
     first_issues: list[str] = field(default_factory=list)
 
     @property
     def kept(self) -> int:
-        return self.loaded - self.dropped_too_long
+        return self.loaded - self.dropped_no_image - self.dropped_too_long
 
 
 def _row_columns(sample: Sample, index: int) -> dict[str, Any]:
@@ -142,7 +143,8 @@ def _is_hub_id(source: str) -> bool:
 
 
 def load_training_samples(source: str | None, *, split: str | None, on_error: str, limit: int | None,
-                          offline_ok: bool = False) -> tuple[list[Sample], DatasetReport | None]:
+                          image_only: bool = False, offline_ok: bool = False,
+                          ) -> tuple[list[Sample], DatasetReport | None]:
     """Load samples with the foundation's loaders (``source`` ``"bundled"`` or ``None``: the bundled demo data).
 
     With ``offline_ok`` (``--dry-run``), a hub dataset that cannot be reached gives ``([], None)`` and a
@@ -161,12 +163,17 @@ def load_training_samples(source: str | None, *, split: str | None, on_error: st
     report = DatasetReport(source=str(source or "bundled"), loaded=len(result.samples),
                            skipped_rows=result.skipped, first_issues=[str(i) for i in result.issues[:5]],
                            with_images=sum(1 for s in result.samples if s.has_image))
-    if not result.samples:
+    samples = result.samples
+    if image_only:
+        samples = [s for s in samples if s.has_image]
+        report.dropped_no_image = report.loaded - len(samples)
+    if not samples:
         raise TrainingDataError(
             f"{report.source} (split={split!r}): no samples loaded"
             + (f"; {report.skipped_rows} bad row(s), first: {report.first_issues[0]}" if report.first_issues else "")
+            + (f"; {report.dropped_no_image} without an image (data.image_only)" if image_only else "")
             + ". Check data.train and data.split")
-    return result.samples, report
+    return samples, report
 
 
 def drop_long_prompts(samples: list[Sample], template: PromptTemplate, tokenizer, max_tokens: int | None,

@@ -93,6 +93,8 @@ class DataSection:
     """Optional evaluation data (used when the trainer section sets an ``eval_strategy``)."""
     eval_split: str | None = "test"
     on_error: Literal["raise", "skip"] = "raise"
+    image_only: bool = False
+    """Keep only samples with at least one image (the others are counted in the data report)."""
     limit: int | None = None
     eval_limit: int | None = None
     template: str = "medix"

@@ -166,6 +166,7 @@ def dry_run(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[s
     reward = check_reward_config(recipe.reward)
     samples, report = load_training_samples(recipe.data.train, split=recipe.data.split,
                                             on_error=recipe.data.on_error, limit=recipe.data.limit,
+                                            image_only=recipe.data.image_only,
                                             offline_ok=True)
     data_report = dataclasses.asdict(report) if report is not None else {"source": recipe.data.train,
                                                                           "loaded": "not loaded (hub dataset "
@@ -173,6 +174,7 @@ def dry_run(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[s
     if recipe.data.eval:
         _, eval_report = load_training_samples(recipe.data.eval, split=recipe.data.eval_split,
                                                on_error=recipe.data.on_error, limit=recipe.data.eval_limit,
+                                               image_only=recipe.data.image_only,
                                                offline_ok=True)
         data_report = {"train": data_report,
                        "eval": dataclasses.asdict(eval_report) if eval_report else "not loaded"}
@@ -214,11 +216,13 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     # 2. data (parsed and checked before any model is loaded)
     samples, report = load_training_samples(recipe.data.train, split=recipe.data.split,
-                                            on_error=recipe.data.on_error, limit=recipe.data.limit)
+                                            on_error=recipe.data.on_error, limit=recipe.data.limit,
+                                            image_only=recipe.data.image_only)
     eval_samples = None
     if recipe.data.eval:
         eval_samples, _ = load_training_samples(recipe.data.eval, split=recipe.data.eval_split,
-                                                on_error=recipe.data.on_error, limit=recipe.data.eval_limit)
+                                                on_error=recipe.data.on_error, limit=recipe.data.eval_limit,
+                                                image_only=recipe.data.image_only)
 
     # 3. rewards (the judge is checked now, not after the first generation)
     rewards = reward_setup or build_rewards(recipe.reward)
