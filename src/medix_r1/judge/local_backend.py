@@ -48,6 +48,7 @@ class LocalChatBackend(ChatBackend):
         self.batch_wait_s = batch_wait_s
         self.trust_remote_code = trust_remote_code
         self._policy = None
+        self._prefix_cache: dict[str, tuple[object, int]] = {}
         self._load_lock = threading.Lock()
         self._gen_lock = threading.Lock()  # one generate() at a time: the model is not re-entrant
         self._queues: dict[int, tuple[asyncio.AbstractEventLoop, list, list]] = {}
@@ -100,13 +101,32 @@ class LocalChatBackend(ChatBackend):
         One forward pass instead of a generation loop, and the reply is always one of ``choices``: a small
         model's off-format replies ("The reference answer is...") become its preferred verdict instead of
         an unparseable one. Spelling variants (``YES``, ``Yes``, `` yes``) of a choice are pooled.
+
+        The shared start of the chats (system message and worked examples: most of a few-shot prompt) is run
+        once and its key/value cache reused, so each request costs only its own last turn.
         """
         import torch
 
-        from medix_r1.models.generation import flatten_messages
-
         self.load()
         tok, model = self._policy.tokenizer, self._policy.model
+        ids = self._choice_ids(tok, choices)
+        groups: dict[str, list[tuple[int, str]]] = {}
+        for i, conv in enumerate(conversations):
+            prefix, suffix = self._split_prompt(tok, conv)
+            groups.setdefault(prefix, []).append((i, suffix))
+        out: list[str | None] = [None] * len(conversations)
+        with self._gen_lock, torch.inference_mode():
+            for prefix, items in groups.items():
+                for lo in range(0, len(items), self.max_batch_size):
+                    chunk = items[lo: lo + self.max_batch_size]
+                    logp = self._last_logprobs(tok, model, prefix, [s for _, s in chunk])
+                    scores = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in ids], dim=-1)
+                    for (i, _), k in zip(chunk, scores.argmax(dim=-1).tolist()):
+                        out[i] = choices[k]
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _choice_ids(tok, choices: tuple[str, ...]) -> list[list[int]]:
         ids = []
         for c in choices:
             variants = {c, c.capitalize(), c.lower(), " " + c, " " + c.capitalize(), " " + c.lower()}
@@ -114,18 +134,53 @@ class LocalChatBackend(ChatBackend):
         firsts = [i for group in ids for i in group]
         if len(firsts) != len(set(firsts)):
             raise BackendError(f"choices {choices} share a first token in this tokenizer; use generation")
-        texts = [tok.apply_chat_template(flatten_messages(m), tokenize=False, add_generation_prompt=True)
-                 for m in conversations]
-        tok.padding_side = "left"
-        out: list[str] = []
-        with self._gen_lock, torch.inference_mode():
-            for lo in range(0, len(texts), self.max_batch_size):
-                enc = tok(texts[lo: lo + self.max_batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)
-                logp = torch.log_softmax(model(**enc).logits[:, -1, :].float(), dim=-1)
-                scores = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in ids], dim=-1)
-                out.extend(choices[int(k)] for k in scores.argmax(dim=-1))
-        return out
+        return ids
+
+    @staticmethod
+    def _split_prompt(tok, conv: list[dict]) -> tuple[str, str]:
+        """(shared prefix, own suffix) of a chat's prompt text; the prefix is every turn but the last."""
+        from medix_r1.models.generation import flatten_messages
+
+        msgs = flatten_messages(conv)
+        full = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        if len(msgs) > 1:
+            prefix = tok.apply_chat_template(msgs[:-1], tokenize=False)
+            if full.startswith(prefix):
+                return prefix, full[len(prefix):]
+        return "", full
+
+    def _last_logprobs(self, tok, model, prefix: str, suffixes: list[str]):
+        """Log-probabilities of the next token after each ``prefix + suffix`` (suffixes right-padded)."""
+        import copy
+
+        import torch
+
+        enc = tok(suffixes, return_tensors="pt", padding="longest", padding_side="right",
+                  add_special_tokens=False).to(model.device)
+        n = len(suffixes)
+        last = enc["attention_mask"].sum(dim=1) - 1
+        if prefix:
+            cache, plen = self._prefix_kv(tok, model, prefix)
+            cache = copy.deepcopy(cache)
+            cache.batch_repeat_interleave(n)
+            mask = torch.cat([torch.ones(n, plen, dtype=enc["attention_mask"].dtype, device=model.device),
+                              enc["attention_mask"]], dim=1)
+            logits = model(input_ids=enc["input_ids"], attention_mask=mask, cache=cache, use_cache=True).logits
+        else:
+            logits = model(**enc).logits
+        rows = logits[torch.arange(n, device=logits.device), last].float()
+        return torch.log_softmax(rows, dim=-1)
+
+    def _prefix_kv(self, tok, model, prefix: str):
+        hit = self._prefix_cache.get(prefix)
+        if hit is None:
+            ids = tok(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
+            cache = model(input_ids=ids, use_cache=True).cache
+            hit = (cache, ids.shape[1])
+            if len(self._prefix_cache) >= 8:  # a handful of prompts per run; keep memory bounded
+                self._prefix_cache.pop(next(iter(self._prefix_cache)))
+            self._prefix_cache[prefix] = hit
+        return hit
 
     async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0,
                        choices=None) -> str:
