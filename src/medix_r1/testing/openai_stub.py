@@ -294,8 +294,10 @@ class StubChatServer:
 def stub_subprocess(reply: str = "YES", *, latency: float = 0.0, capacity: int | None = None,
                     model: str = "stub-judge") -> Iterator[str]:
     """Run a stub server with a constant reply in a child process; yields its ``/v1`` URL."""
-    cmd = [sys.executable, "-m", "medix_r1.testing.openai_stub", "--reply", reply, "--latency", str(latency),
-           "--model", model] + (["--capacity", str(capacity)] if capacity else [])
+    # -c rather than -m: the package __init__ already imports this module, which -m would warn about
+    cmd = [sys.executable, "-c", "import sys; from medix_r1.testing.openai_stub import main; sys.exit(main())",
+           "--reply", reply, "--latency", str(latency), "--model", model] + (
+        ["--capacity", str(capacity)] if capacity else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()
