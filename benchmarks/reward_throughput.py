@@ -29,9 +29,9 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from medix_r1.modalities import MODALITY_TAGS  # noqa: E402
-from medix_r1.rewards import Embedder, RewardConfig, RewardSuite  # noqa: E402
-from medix_r1.testing.openai_stub import stub_subprocess  # noqa: E402
+from medix_r1.modalities import MODALITY_TAGS
+from medix_r1.rewards import Embedder, RewardConfig, RewardSuite
+from medix_r1.testing.openai_stub import stub_subprocess
 
 ORGANS = ["liver", "spleen", "left kidney", "right kidney", "pancreas", "gallbladder", "aorta", "left lung",
           "right lung", "heart", "thyroid", "bladder", "uterus", "prostate", "femur", "brain"]

@@ -77,7 +77,7 @@ class OpenAIChatBackend(ChatBackend):
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _pool(self) -> "_LoopPools":
+    def _pool(self) -> _LoopPools:
         """The running event loop's connection pools (created on first use in that loop)."""
         import httpx
 
