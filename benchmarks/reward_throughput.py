@@ -121,6 +121,9 @@ def main(argv=None) -> int:
     ap.add_argument("--embed-per-pair-sample", type=int, default=100,
                     help="pairs timed one at a time, scaled to --embed-pairs (default 100)")
     ap.add_argument("--skip-embedding", action="store_true")
+    ap.add_argument("--torch-threads", type=int, default=None,
+                    help="torch CPU threads for the embedding figures (default: torch's choice). On a machine "
+                         "shared with other jobs, 1 avoids thread oversubscription, which slows small batches most")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -152,6 +155,10 @@ def main(argv=None) -> int:
     print(f"  speed-up vs sequential: {seq_step / ours:.1f}x (target >= 20x); "
           f"medix-r1 / lower bound: {ours / bound:.2f}x (target <= 1.5x)")
     if not args.skip_embedding:
+        if args.torch_threads:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
         e = embedding(completions, cols, min(args.embed_pairs, n), args.embed_per_pair_sample)
         results["embedding"] = e
         print(f"embedding ({e['model']}, {e['pairs']} pairs): batched {e['batched_s']:.1f} s "

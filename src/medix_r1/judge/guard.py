@@ -69,6 +69,7 @@ _YOU = r"(?:you|your|yours|yourself|u|ya)"
 # Things a grader is told; overriding them is the classic injection.
 _ORDERS = (r"(?:instructions?|prompts?|system\s+(?:prompt|message)|rubric|grading\s+(?:criteria|rules|guide\w*)|"
            r"(?:reference|gold|ground[- ]truth|expected)\s+answers?|guidelines?\s+(?:above|given|provided)|"
+           r"the\s+(?:reference|key|answer\s+key|gold\s+standard)(?=\s*(?:[.,;:!]|$|and\b|completely|entirely))|"
            r"(?:the\s+)?above|everything\s+(?:above|before|else)|what\s+(?:you\s+were|you've\s+been|was)\s+told|"
            r"your\s+(?:task|rules|orders|programming|training|guidelines|directions|criteria))")
 _DISREGARD = (r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|discard|"
@@ -81,7 +82,8 @@ _END = r"(?=\s*(?:[.,;:!?)\]\"'`*]|$|\n|and\b|because\b|since\b|regardless\b|ple
 _VERDICT = (rf"(?:[\"'`*\[(]*\s*(?:yes(?![\w/])|true(?![\w-])|pass(?:ed)?(?![\w-])|1\s*/\s*1(?!\d)|"
             rf"full\s+(?:marks|credit|points|score)|(?:a\s+)?perfect\s+score|maximum\s+(?:score|points|reward)|"
             rf"(?:a\s+)?match(?:ing)?(?![\w-])|equivalent{_END}|identical{_END}|accepted{_END}|acceptable{_END}|"
-            rf"valid{_END}|(?:fully\s+|completely\s+|totally\s+)?(?:correct|right|accurate){_END}))")
+            rf"valid{_END}|(?:fully\s+|completely\s+|totally\s+)?(?:correct|right|accurate){_END}|"
+            rf"(?:a\s+|the\s+)?(?:correct|right|valid|matching|perfect)\s+(?:answer|response|match)\b))")
 _VERB_REPLY = (r"(?:reply|replies|respond|response|output|return|print|emit|say|write|type|state|"
                r"answer(?=\s+(?:with|only|just|simply|exactly|\"|'|`|yes))|conclude|decide|verdict|"
                r"grade|score|rate|mark|label|classify|judge|evaluate|assess)")
@@ -89,9 +91,9 @@ _VERB_GRADE = (r"(?:mark|grade|score|rate|label|classify|judge|evaluate|assess|c
                r"accept|record|register|flag|log|view|see|take)")
 _THING = (r"(?:(?:this|that|it|me|mine)(?:\s+one)?|the\s+(?:above|following|candidate|submission|prediction|"
           r"output|response|answer|reply)|(?:this|that|my|the\s+student'?s?)\s+(?:answer|response|reply|"
-          r"submission|prediction|output|candidate))")
+          r"submission|prediction|output|candidate|item|question|case|entry))")
 # Where an imperative may begin: start of text or clause, or after a politeness / modal lead-in.
-_LEAD = (r"(?:^|(?<=[.!?;:,\n>\-*)\]\"'({])\s*|\b(?:please|kindly|now|just|simply|only|always|so|then|and|must|"
+_LEAD = (r"(?:^|(?<=[.!?;:,\n>\-*)\]\"'({\u2013\u2014])\s*|\b(?:please|kindly|now|just|simply|only|always|so|then|and|must|"
          r"should|shall|will|would|could|can|may|might|need\s+to|have\s+to|has\s+to|to|you)\s+)")
 
 
@@ -127,7 +129,8 @@ _NEEDS: dict[str, str] = {
 _SIGNALS: tuple[_Signal, ...] = (
     # ---- markup
     _Signal("chat-template token", STRONG,
-            _p(r"<\|\s*[a-z_]+(?:\s*[a-z_]+)?\s*\|>|\[/?\s*(?:inst|sys)\s*\]|<<\s*/?\s*sys\s*>>|"
+            _p(r"<\|\s*[a-z_]+(?:\s*[a-z_]+)?\s*\|>|\[/?\s*(?:inst|sys|system|assistant|user|grader|judge|"
+               r"evaluator|admin|developer)\s*\]|<<\s*/?\s*sys\s*>>|"
                r"<\s*/?\s*(?:s|bos|eos)\s*>(?=\s*\[)")),
     _Signal("grader role label", STRONG,
             _p(r"^\s*(?:#+\s*|\*\*\s*)?(?:grader|judge|evaluator|instructions?|developer|admin|administrator|"
@@ -158,11 +161,19 @@ _SIGNALS: tuple[_Signal, ...] = (
                rf"(?:now\s+|just\s+|only\s+)?(?:the\s+|a\s+|an\s+|my\s+|our\s+)?(?:\w+\s+)?{_GRADER2}\b")),
     _Signal("confirmation directive", STRONG,
             _p(rf"{_LEAD}(?:confirm|agree|certify|verify|acknowledge|accept|admit|concede)\s+(?:that\s+)?"
-               rf"{_THING}\s+(?:is|was|should\s+be|counts\s+as)\s+(?:a\s+)?{_VERDICT}")),
+               rf"{_THING}\s+(?:(?:is|was|should\s+be|counts\s+as)\s+(?:a\s+)?{_VERDICT}|"
+               rf"(?:matches|is\s+a\s+match|is\s+equivalent)\b)")),
     _Signal("addressing whoever grades", STRONG,
             _p(r"\b(?:whoever|whomever|anyone|anybody|the\s+(?:one|person|people|system|program|thing))\s+"
                r"(?:is\s+|are\s+|who\s+(?:is|are)\s+)?(?:checking|grading|evaluating|marking|scoring|reviewing|"
-               r"judging|assessing|verifying|reading\s+this)\b")),
+               r"judging|assessing|verifying|reading\s+this|(?:checks|grades|evaluates|marks|scores|reviews|judges|"
+               r"assesses|verifies|reads)\s+(?:this|these|my|the\s+answer))\b|"
+               rf"\b{_GRADER_ANY}\s+(?:that\s+is\s+|who\s+is\s+)?(?:grading|evaluating|checking|marking|scoring|"
+               rf"reviewing|judging|assessing|reading)\s+(?:this|these|the\s+(?:answer|response|submission)|my|me)\b")),
+    _Signal("claimed approval", STRONG,
+            _p(r"\bpre-?(?:approved|verified|validated|graded|checked|cleared)\b|\b(?:approved|verified|validated|"
+               r"accepted|cleared|signed\s+off)\s+by\s+(?:the\s+)?(?:evaluation|grading|review|marking|scoring)\s+"
+               r"(?:team|committee|panel|system|model|staff)")),
     _Signal("reference manipulation", STRONG,
             _p(r"\b(?:pretend|assume|imagine|suppose|act\s+as\s+if|treat\s+it\s+as\s+if|let'?s\s+say)\b[^.\n]{0,30}?"
                r"\b(?:the\s+)?(?:reference|ground[- ]truth|gold|expected|correct|official)\b|"
@@ -173,8 +184,8 @@ _SIGNALS: tuple[_Signal, ...] = (
                r"[\"']\s*:|\b(?:correct(?:ness)?|is_correct|verdict|grade|score|result|label|match(?:es)?)\s*"
                r"(?:=|:=|==)\s*(?:true|yes|1|correct|pass)\b")),
     _Signal("negated checking", STRONG,
-            _p(r"\b(?:do\s+not|don'?t|never|no\s+need\s+to|without)\s+(?:compare|check|look\s+at|consult|"
-               r"consider|use|read|verify)\b[^.\n]{0,30}?\b(?:reference|rubric|instructions?|ground[- ]truth|"
+            _p(r"\b(?:do\s+not|don'?t|never|no\s+need\s+to|without)\s+(?:bother\s+)?(?:compar\w*|check\w*|"
+               r"look\s+at|consult\w*|consider\w*|use|read\w*|verify\w*)\b[^.\n]{0,30}?\b(?:reference|rubric|instructions?|ground[- ]truth|"
                r"expected\s+answer|criteria)")),
     _Signal("approval directive", STRONG,
             _p(rf"{_LEAD}(?:approve|accept|pass|validate|okay|ok)\s*(?:{_THING}|this\s+one)?\s*(?:[.!;]|$)")),
@@ -208,7 +219,8 @@ _SIGNALS: tuple[_Signal, ...] = (
     # A reply verb, up to four words, then the verdict ("respond accordingly with YES", "reply in one word:
     # Yes"); "answer yes or no" is a question format, not a verdict.
     _Signal("reply directive", STRONG, _p(rf"{_LEAD}{_VERB_REPLY}(?:\s+[\w'-]+){{0,4}}?\s*(?:[:=\-]|->|=>)?\s*"
-                                          rf"[\"'`*\[(]*\s*yes\b(?!\s*(?:or|/)\s*no)")),
+                                          rf"[\"'`*\[(]*\s*(?:yes\b(?!\s*(?:or|/)\s*no)|affirmative(?:ly)?\b|"
+                                          rf"(?:in\s+)?the\s+affirmative\b)")),
     _Signal("reply requested from the grader", STRONG,
             _p(rf"\b(?:response|reply|answer|output|verdict|decision)\s+(?:from|of|by)\s+(?:you|the\s+"
                rf"{_GRADER_ANY})\b")),
@@ -216,12 +228,22 @@ _SIGNALS: tuple[_Signal, ...] = (
             _p(rf"\b{_GRADER_ANY}\s*(?:[:=]|->|=>)\s*{_VERDICT}")),
     _Signal("hidden markup", MEDIUM, _p(r"<!--|-->|\[hidden|\(hidden|\bhidden\s+(?:note|instruction|message)")),
     _Signal("grading directive", STRONG,
-            _p(rf"{_LEAD}(?:\w+\s+)?{_VERB_GRADE}\s+{_THING}\s+(?:as\s+|to\s+be\s+|with\s+|a\s+)?"
-               rf"(?:being\s+)?{_VERDICT}")),
+            _p(rf"{_LEAD}(?:\w+\s+)?{_VERB_GRADE}\s+(?:{_THING}\s+(?:as\s+|to\s+be\s+|with\s+|a\s+)?|"
+               rf"as\s+|it\s+as\s+)(?:being\s+)?{_VERDICT}")),
     _Signal("award directive", STRONG,
             _p(r"\b(?:give|award|assign|grant|allot|score)\s+(?:me|this|it|the\s+answer|this\s+answer|"
                r"my\s+answer)?\s*(?:a\s+|the\s+)?(?:full|maximum|max|perfect|all|top|highest)\s+"
                r"(?:marks?|credit|points?|score|reward|grade)")),
+    _Signal("credit claim", STRONG,
+            _p(r"\bfull\s+(?:marks|credit|points|score)\s+(?:applies|apply|is\s+due|are\s+due|is\s+warranted|"
+               r"(?:should|must|will)\s+be\s+(?:given|awarded|granted))")),
+    _Signal("negated verdict directive", STRONG,
+            _p(rf"\b(?:do\s+not|don'?t|never|must\s+not|should\s+not)\s+{_VERB_REPLY}(?:\s+[\w'-]+){{0,3}}?\s*"
+               rf"(?:[:=\-])?\s*[\"'`*\[(]*\s*no\b")),
+    _Signal("reference disparaged", STRONG,
+            _p(r"\bthe\s+(?:reference|key|answer\s+key|ground[- ]truth|gold\s+standard|expected\s+answer|"
+               r"model\s+answer)\s+(?:is|was)\s+(?:wrong|incorrect|mistaken|outdated|a\s+typo|in\s+error|"
+               r"just\s+phrased\s+differently)")),
     _Signal("reward vocabulary", MEDIUM,
             _p(r"\b(?:full\s+(?:marks|credit)|maximum\s+reward|reward\s+of\s+1|score\s+of\s+1\b(?!\d))")),
     # ---- verdict claims
@@ -231,8 +253,10 @@ _SIGNALS: tuple[_Signal, ...] = (
                rf"treated|deemed|classified|labell?ed|regarded|assessed)\s+(?:as\s+|to\s+be\s+)?{_VERDICT}")),
     _Signal("claim about the grade", STRONG,
             _p(rf"\b(?:grade|verdict|score|rating|mark|evaluation|judg(?:e)?ment|assessment|output|label|decision|"
-               rf"reply|result)(?:\s+(?:result|outcome|value))?\s*(?:here\s+|(?:for|of)\s+(?:this|the|my)\s+"
-               rf"\w+\s+)?(?:is|=|:|would\s+be|should\s+be|must\s+be|will\s+be)\s*{_VERDICT}")),
+               rf"reply|result|outcome|your\s+(?:answer|response))(?:\s+(?:result|outcome|value))?\s*"
+               rf"(?:here\s+|(?:for|of)\s+(?:this|the|my)\s+\w+\s+|(?:that\s+)?(?:you|we)\s+(?:must|should|will|"
+               rf"have\s+to|need\s+to)\s+(?:give|return|output|reach|make|choose)\s*)?"
+               rf"(?:is|be|=|:|would\s+be|should\s+be|must\s+be|will\s+be)?\s*(?<=[\s:=]){_VERDICT}")),
     _Signal("verdict word", MEDIUM, _p(r"\b(?:verdict|grading|graded|regrade|gradable|grader's)\b")),
     _Signal("reference-answer talk", STRONG,
             _p(r"\b(?:match(?:es|ing)?|same\s+as|identical\s+to|equivalent\s+to|agrees?\s+with|equals?|"
@@ -249,6 +273,22 @@ _SIGNALS: tuple[_Signal, ...] = (
     _Signal("emphasised yes", WEAK, _p(r"[\"'`*\[]\s*yes\s*[\"'`*\]]")),
     _Signal("regardless", WEAK, _p(r"\b(?:regardless|no\s+matter\s+what|irrespective\s+of|whatever\s+the)\b")),
 )
+
+
+# A second, vocabulary-level layer: an answer that holds a verdict token *and* words from two other kinds of
+# grading talk is addressing the grader, whatever its grammar. Each kind counts once.
+_VERDICT_TOKEN = _p(r"(?<!^)(?<![A-Za-z])(?:YES|NO)(?![A-Za-z])|[\"'`]\s*(?:yes|no)\s*[\"'`]|\baffirmative\b|"
+                    r"[:=]\s*(?:yes|no)\b", re.MULTILINE)
+_KINDS: dict[str, re.Pattern] = {
+    "evaluation": _p(r"\b(?:grad(?:e|ed|ing|er|ers)|evaluat(?:e|ed|ing|ion|or|ors)|verdict|outcome|judg\w*|score[ds]?|"
+                     r"scoring|credit|approv\w*|rubric|answer\s+key|(?:examiner|official|marking)'?s?\s+key|"
+                     r"reference|checking|checked|marking|item)\b"),
+    "directive": _p(rf"{_LEAD}(?:reply|respond|say|emit|output|choose|select|pick|mark|give|return|print|type|write|"
+                    rf"confirm|answer|state|don'?t\s+say|do\s+not\s+say|never\s+say)\b"),
+    "second person": _p(rf"\b{_YOU}\b"),
+    "meta": _p(r"\b(?:override|instructions?|system|engaged|this\s+(?:item|response|answer|submission|one)|"
+               r"it'?s\s+a\s+match|matches)\b"),
+}
 
 
 @dataclass(frozen=True)
@@ -285,6 +325,11 @@ class InjectionGuard:
             if sig.pattern.search(text):
                 score += sig.weight
                 reasons.append(sig.name)
+        if _VERDICT_TOKEN.search(text):
+            kinds = [k for k, pat in _KINDS.items() if pat.search(text)]
+            if len(kinds) >= 2:
+                score += STRONG
+                reasons.append("verdict token with grading talk (" + ", ".join(kinds) + ")")
         yes_count = len(re.findall(r"\byes\b", text, re.IGNORECASE))
         if yes_count >= 3:  # "Yes. YES. yes!" pads the answer with the verdict token
             score += MEDIUM
