@@ -19,9 +19,9 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from medix_r1.data import load_samples  # noqa: E402
-from medix_r1.rewards import Embedder, RewardConfig, RewardSuite  # noqa: E402
-from medix_r1.rewards.checks import paper_invalid  # noqa: E402
+from medix_r1.data import load_samples
+from medix_r1.rewards import Embedder, RewardConfig, RewardSuite
+from medix_r1.rewards.checks import paper_invalid
 
 YES_FORMS = ["Yes", "yes.", "Yes, it is present.", "Yes, this is seen on the image.", "Yes - clearly visible"]
 NO_FORMS = ["No", "no.", "No, it is not present.", "No, this is not seen on the image.", "No - not visible"]
