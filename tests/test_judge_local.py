@@ -26,15 +26,15 @@ def test_local_judge_gives_verdicts_and_warns(backend, caplog):
         backend.load()
     assert "weak judge" in caplog.text
     judge = Judge(backend, reward_prompt_for("default", few_shot=True))
-    cases = GRADING_CASES[:8]
+    cases = GRADING_CASES[:4]
     v = judge.judge([JudgeRequest(c.reference, c.prediction, c.question) for c in cases])
-    assert [x.status for x in v] == ["ok"] * 8 and {x.raw for x in v} <= {"YES", "NO"}
-    assert judge.stats.model_calls == 8 and judge.stats.error_rate == 0.0
+    assert [x.status for x in v] == ["ok"] * 4 and {x.raw for x in v} <= {"YES", "NO"}
+    assert judge.stats.model_calls == 4 and judge.stats.error_rate == 0.0
 
 
 def test_shared_prefix_cache_changes_nothing(backend, monkeypatch):
     prompt = reward_prompt_for("paper", few_shot=True)
-    convs = [prompt.build(JudgeRequest(c.reference, c.prediction, c.question)) for c in GRADING_CASES[8:14]]
+    convs = [prompt.build(JudgeRequest(c.reference, c.prediction, c.question)) for c in GRADING_CASES[8:11]]
     with_prefix = backend.choose_batch(convs, ("YES", "NO"))
     assert backend._prefix_cache  # the worked examples were run once and kept
     whole = lambda tok, conv: ("", LocalChatBackend._split_prompt(tok, conv)[0]
