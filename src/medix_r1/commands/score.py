@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def cmd_score(args) -> int:
     from medix_r1.judge import BackendError, JudgeErrorBudgetExceeded
     from medix_r1.rewards import RewardConfigError, RewardSuite
     from medix_r1.rewards.score_file import ascore_file
+
+    if getattr(args, "verbose", 0) < 2:  # one httpx INFO line per judge request would bury the progress bar
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     if not Path(args.input).is_file():
         print(f"error: input file not found: {args.input}", file=sys.stderr)
