@@ -86,6 +86,68 @@ def stage_format(say) -> None:
             f"well_formed={p.well_formed}{'' if p.well_formed else f' ({p.reason})'}")
 
 
+def stage_train(out: Path, overrides: list[str], say):
+    from medix_r1.train import run_training
+
+    run_dir = out / "train"
+    # A rerun of the demo continues (or reuses) the earlier run instead of refusing to overwrite it.
+    result = run_training(DEMO_RECIPE, overrides=overrides, output_dir=run_dir, resume=True)
+    rows = [r for r in result.metrics() if "format" in r]
+    if rows:
+        k = max(1, min(5, len(rows) // 2))
+        first, last = rows[:k], rows[-k:]
+
+        def mean(rs, key):
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            return sum(vals) / len(vals) if vals else float("nan")
+
+        say(f"reward components, mean of the first {k} vs the last {k} logged steps:")
+        for key in ("format", "modality", "accuracy_llm", "accuracy_embed", "reward"):
+            if any(key in r for r in rows):
+                say(f"  {key:15} {mean(first, key):.3f} -> {mean(last, key):.3f}")
+        say("  (the vision tower is random: a rising modality reward is the tag distribution, not vision)")
+    say(f"run folder: {result.output_dir}")
+    say(f"  metrics:    {result.metrics_path}")
+    say(f"  plot:       {result.plot_path}")
+    say(f"  checkpoint: {result.final_checkpoint}")
+    return result
+
+
+def stage_eval(out: Path, trained_checkpoint: Path | None, say) -> tuple[dict, dict | None]:
+    from medix_r1.eval import run_eval
+    from medix_r1.eval.compare import compare_runs, render_compare_markdown
+
+    kwargs = dict(tasks=DEMO_EVAL_TASK, judge="local", template="medix-3shot", max_new_tokens=DEMO_EVAL_TOKENS,
+                  rounds=1, limit=DEMO_EVAL_LIMIT, max_error_rate=0.5)
+    say(f"evaluating the starting policy on {DEMO_EVAL_TASK} (local SmolLM2 judge: weak, code path only)")
+    before = run_eval(model="embedded", output_dir=out / "eval-start", **kwargs)
+    after = None
+    labels = ["start (embedded)"]
+    runs = [before]
+    if trained_checkpoint is not None:
+        say(f"evaluating the trained policy {trained_checkpoint}")
+        after = run_eval(model=str(trained_checkpoint), output_dir=out / "eval-trained", **kwargs)
+        labels.append("trained")
+        runs.append(after)
+    say("")
+    say(render_compare_markdown(compare_runs(runs, labels=labels, published=False)))
+    say("")
+    for label, r in zip(labels, runs):
+        t = r["tasks"][DEMO_EVAL_TASK]
+        wf = t.get("well_formed")
+        say(f"  {label:18} accuracy {t['accuracy']:.3f}  well-formed completions "
+            f"{'n/a' if wf is None else f'{wf:.2f}'}  report: {r.get('report_paths', {}).get('md', '')}")
+    return before, after
+
+
+# The repo's recipes/ folder (editable install, as `make` sets up), else the current directory's.
+_REPO_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "cpu.yaml"
+DEMO_RECIPE = str(_REPO_RECIPE if _REPO_RECIPE.is_file() else Path("recipes/demo/cpu.yaml"))
+DEMO_EVAL_TASK = "medix-demo"
+DEMO_EVAL_TOKENS = 64
+DEMO_EVAL_LIMIT = None
+
+
 def run_demo(output_dir: str | Path = "runs/demo", *, train: bool = True, evaluate: bool = True,
              set_overrides: list[str] | None = None, say=print) -> DemoResult:
     out = Path(output_dir)
@@ -97,4 +159,18 @@ def run_demo(output_dir: str | Path = "runs/demo", *, train: bool = True, evalua
     say("\n== 2. format")
     stage_format(say)
     res.seconds["data+format"] = time.perf_counter() - t0
+    checkpoint = None
+    if train:
+        t1 = time.perf_counter()
+        say("\n== 3. train (GRPO, embedded policy, recipes/demo/cpu.yaml)")
+        res.train = stage_train(out, set_overrides or [], say)
+        checkpoint = res.train.final_checkpoint
+        res.seconds["train"] = time.perf_counter() - t1
+    if evaluate:
+        t2 = time.perf_counter()
+        say("\n== 4. eval (bundled test split, before vs after)")
+        res.eval_before, res.eval_after = stage_eval(out, checkpoint, say)
+        res.seconds["eval"] = time.perf_counter() - t2
+    say("\n" + "  ".join(f"{k}: {v:.0f} s" for k, v in res.seconds.items()))
+    say(f"everything is under {out.resolve()}")
     return res
