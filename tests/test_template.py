@@ -95,3 +95,19 @@ def test_templates_have_distinct_versions():
 def test_unknown_template_name_suggests_the_nearest():
     with pytest.raises(UnknownNameError, match="medix-3shot"):
         get_template("medix-3shots")
+
+
+def test_only_the_first_worked_example_repeats_the_instruction_in_the_demo_template():
+    # The demo policy's prompt length sets its step time: the 16-tag instruction must appear in the first
+    # example and in the real question, not in every example.
+    from medix_r1.data.schema import Sample
+    from medix_r1.prompts import get_template
+
+    sample = Sample(id="x", question="Which organ?", answer="Liver", images=["a.png"], modality="<CT_SCAN>")
+    msgs = get_template("medix-3shot").render_plain(sample)
+    users = [m["content"] for m in msgs if m["role"] == "user"]
+    assert len(users) == 4
+    with_tags = ["<FUNDUS_PHOTOGRAPHY>" in u for u in users]
+    assert with_tags == [True, False, False, True]
+    full = get_template("medix-3shot").with_overrides(examples_repeat_instruction=True).render_plain(sample)
+    assert all("<FUNDUS_PHOTOGRAPHY>" in m["content"] for m in full if m["role"] == "user")
