@@ -203,3 +203,35 @@ def test_out_of_memory_suggests_the_knobs(image_data, tmp_path, monkeypatch):
     for knob in ("per_device_train_batch_size (now 4)", "num_generations (now 4)", "max_completion_length (now 12)",
                  "model.max_pixels", "gradient_checkpointing", "lora", "--resume"):
         assert knob in str(err.value)
+
+
+def test_lora_trains_only_adapters_and_the_adapter_folder_reloads(image_data, tmp_path):
+    from medix_r1.models import load_policy
+
+    def varied(completions, **kwargs):
+        return [float(len(c[0]["content"]) % 3) / 2 for c in completions]
+
+    recipe = _recipe(image_data, "http://unused", tmp_path / "v.sqlite", max_steps=1, save_strategy="no",
+                     learning_rate=1e-2)
+    recipe["model"]["lora"] = {"enabled": True, "r": 4, "alpha": 8}
+    result = run_training(recipe, output_dir=tmp_path / "lora", reward_setup=simple_reward_setup([varied]),
+                          progress=False)
+    assert (result.final_checkpoint / "adapter_config.json").is_file()
+    adapter = load_file(str(result.final_checkpoint / "adapter_model.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter)
+    assert not any("visual" in k for k in adapter)  # adapters on the language model only by default
+    policy = load_policy(result.final_checkpoint, device="cpu")
+    assert policy.is_vlm and type(policy.model).__name__.startswith("Peft")
+
+
+def test_freeze_vision_keeps_the_merger_trainable():
+    from medix_r1.models import load_policy
+    from medix_r1.train.model_setup import freeze_vision_tower
+
+    model = load_policy("tiny-qwen2.5-vl", device="cpu").model
+    frozen = freeze_vision_tower(model)
+    params = dict(model.named_parameters())
+    assert frozen > 0
+    assert not params["model.visual.blocks.0.attn.qkv.weight"].requires_grad
+    assert all(p.requires_grad for n, p in params.items() if "merger" in n)
+    assert all(p.requires_grad for n, p in params.items() if "language_model" in n)
