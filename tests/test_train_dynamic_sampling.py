@@ -3,7 +3,6 @@ scoring, fast) and one real GRPO step on a tiny Qwen2.5-VL (slow) where only inf
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from types import SimpleNamespace
 

@@ -131,7 +131,7 @@ def test_dynamic_sampling_in_trl_trainer_trains_only_on_informative_groups(image
     ids = [json.loads(line)["id"] for line in image_data.read_text().splitlines()]
     informative = set(ids[:2])
 
-    def scripted(completions, id, **kwargs):  # noqa: A002 - TRL passes the dataset column `id`
+    def scripted(completions, id, **kwargs):  # TRL passes the dataset column `id`
         return [(1.0 if j % 2 else 0.0) if rid in informative else 0.0 for j, rid in enumerate(id)]
 
     advantages = []

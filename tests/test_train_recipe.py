@@ -57,7 +57,7 @@ def test_demo_recipe_is_the_measured_cpu_setting():
     assert (r.model.name_or_path, r.data.template, r.data.train) == ("embedded", "medix-3shot", "bundled")
     assert t["use_cpu"] is True and t["bf16"] is False and t["report_to"] == "none"
     assert (t["max_steps"], t["num_generations"], t["max_completion_length"], t["learning_rate"], t["beta"]) == (
-        10, 4, 48, 5e-5, 0.0)
+        15, 4, 48, 5e-5, 0.0)
     assert r.data.image_only and r.reward["judge"]["backend"] == "local"
     # all four components are logged; only format and modality move the policy (see the recipe's comment)
     assert r.reward["weights"] == {"format": 0.75, "modality": 0.25, "accuracy_llm": 0.0, "accuracy_embed": 0.0}
@@ -69,8 +69,8 @@ def test_demo_recipe_is_the_measured_cpu_setting():
     ({"model": {"lora": {"alfa": 8}}}, "model.lora.alfa: unknown key; did you mean 'model.lora.alpha'?"),
     ({"model": {"lora": {"rank": 8}}}, "model.lora.rank: unknown key. Valid keys here: enabled, r, alpha,"),
     ({"data": {"templat": "medix"}}, "did you mean 'data.template'?"),
-    ({"trainer": {"learning_rat": 1e-5}}, "trainer.learning_rat: not a trl.GRPOConfig field; did you mean "
-                                          "'trainer.learning_rate'?"),
+    ({"trainer": {"learning_rat": 1e-5}},
+     "trainer.learning_rat: not a trl.GRPOConfig field; did you mean 'trainer.learning_rate'?"),
     ({"trainer": {"output_dir": "x"}}, "trainer.output_dir: set this in the recipe's top-level `output_dir`"),
     ({"trainer": {"reward_weights": [1]}}, "reward.weights"),
     ({"trainer": {"gradient_checkpointing": True}}, "model.gradient_checkpointing"),
@@ -142,7 +142,9 @@ def test_dry_run_cli_prints_resolved_config_with_overrides(capsys, tmp_path):
     resolved = yaml.safe_load(out.out)
     assert resolved["trainer_resolved"]["max_steps"] == 3
     assert resolved["trainer_resolved"]["output_dir"] == str(tmp_path / "run")
-    assert resolved["prompt_template"] == {"name": "medix-3shot", "version": "medix-3shot-v1"}
+    from medix_r1.prompts import get_template
+
+    assert resolved["prompt_template"] == {"name": "medix-3shot", "version": get_template("medix-3shot").version}
     assert resolved["data_report"]["loaded"] > 0 and resolved["data_report"]["skipped_rows"] == 0
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 

@@ -38,4 +38,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'medix_r1.train' has no attribute {name!r}")
 
 
-__all__ = ["Recipe", "RecipeError", "load_recipe", *_LAZY]
+__all__ = ["DynamicSamplingConfig", "JudgeUnavailableError", "MedixGRPOTrainer", "Recipe", "RecipeError",
+           "RewardSetup", "RunResult", "TrainingDataError", "TrainingOOMError", "dry_run", "load_recipe",
+           "run_training"]

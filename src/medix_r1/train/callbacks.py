@@ -52,7 +52,7 @@ _RENAMES = {
 
 def component_name(func_name: str) -> str:
     """``format_reward`` -> ``format``; names without the suffix pass through."""
-    return func_name[: -len("_reward")] if func_name.endswith("_reward") else func_name
+    return func_name.removesuffix("_reward")
 
 
 def canonical_metrics(logs: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +310,7 @@ class RunReportCallback(TrainerCallback):
                     self.plot_path = plot
                 if self.trainer is not None:
                     write_samples_table(sample_rows(self.trainer, self.n_samples), target / "samples.md", step)
-            except Exception as exc:  # a report must never kill a training run
+            except Exception as exc:  # noqa: BLE001 - a report must never kill a training run
                 log.warning("could not write the run report to %s: %s", target, exc)
 
     def on_save(self, args, state, control, **kwargs):

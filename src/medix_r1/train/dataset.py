@@ -193,7 +193,7 @@ def drop_long_prompts(samples: list[Sample], template: PromptTemplate, tokenizer
             if isinstance(ids, dict) or hasattr(ids, "keys"):
                 ids = ids["input_ids"]
             n = len(ids)
-        except Exception:  # no chat template: fall back to plain text
+        except Exception:  # noqa: BLE001 - no (usable) chat template: count the plain text instead
             n = len(tokenizer("\n".join(m["content"] for m in messages))["input_ids"])
         if n > max_tokens:
             report.dropped_too_long += 1

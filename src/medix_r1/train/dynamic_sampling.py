@@ -145,7 +145,7 @@ def select_rows(batch: dict[str, Any], rows: list[int]) -> dict[str, Any]:
                 raise ValueError(f"dynamic sampling cannot split {key!r} ({len(value)} items for {n} rows)")
             out[key] = [value[i] for i in rows]
         else:
-            raise ValueError(f"dynamic sampling: unexpected batch value {key!r} of type {type(value).__name__}")
+            raise TypeError(f"dynamic sampling: unexpected batch value {key!r} of type {type(value).__name__}")
     return out
 
 
@@ -219,7 +219,7 @@ class DynamicSamplingMixin:
         from datasets import IterableDataset
 
         if isinstance(self.train_dataset, IterableDataset):
-            raise ValueError("dynamic sampling needs a map-style training set (not streaming): load the data "
+            raise TypeError("dynamic sampling needs a map-style training set (not streaming): load the data "
                              "without streaming, or turn it off with algorithm.dynamic_sampling.enabled=false")
         check_batch_layout(self.args.per_device_train_batch_size, self.args.steps_per_generation,
                            self.num_generations)

@@ -76,7 +76,7 @@ def apply_pixel_bounds(processor: Any, min_pixels: int | None, max_pixels: int |
             new["longest_edge"] = max_pixels
         try:
             ip.size = new
-        except Exception:  # some processors freeze their size object; the dataset bounds still apply
+        except Exception:  # noqa: BLE001 - some processors freeze their size; the dataset bounds still apply
             log.debug("could not set %s.size", type(ip).__name__)
 
 

@@ -398,7 +398,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 def _reject_duplicate_keys(file: Path) -> None:
     """YAML silently keeps the last of two equal keys; a recipe with one is almost always a mistake."""
     try:
-        yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except RecipeError as exc:
         raise RecipeError(f"{file}: {exc}") from None
 

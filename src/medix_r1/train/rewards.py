@@ -43,7 +43,7 @@ class RewardSetup:
         for close in self.closers:
             try:
                 close()
-            except Exception as exc:  # closing must not hide the training outcome
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the training outcome
                 log.debug("reward close failed: %s", exc)
 
     def describe(self) -> dict[str, Any]:

@@ -164,10 +164,9 @@ def dry_run(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[s
     out = resolve_output_dir(recipe, output_dir)
     get_template(recipe.data.template)
     reward = check_reward_config(recipe.reward)
-    samples, report = load_training_samples(recipe.data.train, split=recipe.data.split,
-                                            on_error=recipe.data.on_error, limit=recipe.data.limit,
-                                            image_only=recipe.data.image_only,
-                                            offline_ok=True)
+    _, report = load_training_samples(recipe.data.train, split=recipe.data.split,
+                                      on_error=recipe.data.on_error, limit=recipe.data.limit,
+                                      image_only=recipe.data.image_only, offline_ok=True)
     data_report = dataclasses.asdict(report) if report is not None else {"source": recipe.data.train,
                                                                           "loaded": "not loaded (hub dataset "
                                                                           "unreachable offline)"}
@@ -197,7 +196,12 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.models import load_policy
     from medix_r1.prompts import get_template
     from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
-    from medix_r1.train.model_setup import apply_pixel_bounds, count_parameters, freeze_vision_tower, lora_config
+    from medix_r1.train.model_setup import (
+        apply_pixel_bounds,
+        count_parameters,
+        freeze_vision_tower,
+        lora_config,
+    )
     from medix_r1.train.trainer import MedixGRPOTrainer
 
     t_start = time.time()

@@ -45,7 +45,7 @@ class MedixGRPOTrainer(DynamicSamplingMixin, GRPOTrainer):
             for source in self.metric_sources:
                 try:
                     logs.update(source())
-                except Exception as exc:  # statistics must never stop training
+                except Exception as exc:  # noqa: BLE001 - statistics must never stop training
                     log.warning("reward statistics source %r failed: %s", source, exc)
         super().log(logs, start_time)
 
@@ -107,7 +107,7 @@ class MedixGRPOTrainer(DynamicSamplingMixin, GRPOTrainer):
             for k, image in enumerate(row.get("images") or []):
                 try:
                     image_processor(images=[image], return_tensors="pt")
-                except Exception as exc:  # any failure here is the answer we are looking for
+                except Exception as exc:  # noqa: BLE001 - any failure here is the answer we look for
                     size = getattr(image, "size", None)
                     return (f"sample id={row.get('id')} (source {row.get('source') or '?'}): image {k} "
                             f"(size {size}, mode {getattr(image, 'mode', '?')}) is rejected by "
