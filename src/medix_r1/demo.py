@@ -134,9 +134,11 @@ def stage_eval(out: Path, trained_checkpoint: Path | None, say) -> tuple[dict, d
     say("")
     for label, r in zip(labels, runs):
         t = r["tasks"][DEMO_EVAL_TASK]
-        wf = t.get("well_formed")
+        wf = (t.get("rates") or {}).get("well_formed")
+        counts = t.get("counts") or {}
         say(f"  {label:18} accuracy {t['accuracy']:.3f}  well-formed completions "
-            f"{'n/a' if wf is None else f'{wf:.2f}'}  report: {r.get('report_paths', {}).get('md', '')}")
+            f"{'n/a' if wf is None else f'{wf:.2f}'}  (exact {counts.get('exact', 0)}, judged "
+            f"{counts.get('judged', 0)})  report: {(r.get('report_paths') or {}).get('markdown', '')}")
     return before, after
 
 

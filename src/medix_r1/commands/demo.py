@@ -13,7 +13,7 @@ def register(sub) -> None:
             "Runs everything on the embedded defaults, offline, on a laptop CPU: rebuilds and validates the "
             "bundled data, shows the prompt and the parser, trains the embedded demo policy for a few GRPO steps "
             "(recipes/demo/cpu.yaml) and evaluates it against its starting point on the bundled test split. "
-            "Takes about 10-15 minutes on 2 CPU cores."
+            "Takes about 18 minutes on 2 CPU cores (--no-eval: about 9)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
