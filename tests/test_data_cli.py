@@ -8,6 +8,7 @@ from PIL import Image
 
 from medix_r1.cli import main
 from medix_r1.data import BUNDLED_DIR
+from medix_r1.prompts import get_template
 
 
 def _write(path: Path, rows) -> Path:
@@ -82,7 +83,7 @@ def test_show_prints_prompts_and_saves_thumbnails(tmp_path, capsys):
     assert out.count("=== dcm-") == 2
     assert "--- assistant" in out  # the few-shot turns
     assert "<image>" in out and "--- reference: <" in out
-    assert "version medix-3shot-v1" in out
+    assert f"version {get_template('medix-3shot').version}" in out
     thumbs = sorted(out_dir.glob("*.png"))
     assert len(thumbs) == 2 and max(Image.open(thumbs[0]).size) <= 256
 
