@@ -80,20 +80,25 @@ def _first_char(path: Path) -> str:
     return ""
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
-    with path.open("r", encoding="utf-8") as fh:
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict | str]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file, or ``(line_number, message)``
+    when the line is not a JSON object. The one JSONL reader of the package: callers decide what a bad line
+    costs (a :class:`RowIssue`, a skipped row, an error)."""
+    with Path(path).open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield lineno, RowIssue(str(path), lineno, None, None, f"malformed JSON: {exc.msg} (col {exc.colno})")
+                yield lineno, f"malformed JSON: {exc.msg} (column {exc.colno})"
                 continue
-            if not isinstance(row, dict):
-                yield lineno, RowIssue(str(path), lineno, None, None, "a row must be a JSON object")
-                continue
-            yield lineno, row
+            yield lineno, (row if isinstance(row, dict) else "a row must be a JSON object")
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
+    for lineno, row in iter_json_lines(path):
+        yield lineno, (row if isinstance(row, dict) else RowIssue(str(path), lineno, None, None, row))
 
 
 def _lazy_images(ds: Any) -> Any:
@@ -368,5 +373,5 @@ def validate(source: str | Path | None = None, *, split: str | None = None) -> t
     return ok, issues
 
 
-__all__ = ["BUNDLED_DIR", "DataError", "LoadResult", "RowIssue", "iter_rows", "iter_samples", "load_image",
+__all__ = ["BUNDLED_DIR", "DataError", "LoadResult", "RowIssue", "iter_json_lines", "iter_rows", "iter_samples", "load_image",
            "load_samples", "row_to_sample", "validate"]

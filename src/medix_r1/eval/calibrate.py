@@ -16,10 +16,10 @@ abbreviations, laterality and negation errors, hedging, option letters, an answe
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
+from medix_r1.data.loaders import iter_json_lines
 from medix_r1.eval.phases import JudgeSettings
 
 DEFAULT_LABELS = Path(__file__).parent / "labels" / "judge_calibration.jsonl"
@@ -36,13 +36,9 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise LabelFileError(f"{path}: no such labels file")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelFileError(f"{path}:{n}: not JSON ({exc.msg})") from None
+    for n, row in iter_json_lines(path):
+        if isinstance(row, str):
+            raise LabelFileError(f"{path}:{n}: {row}")
         for key in ("reference", "prediction", "label"):
             if key not in row:
                 raise LabelFileError(f"{path}:{n}: field {key!r} is missing")

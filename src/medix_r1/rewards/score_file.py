@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medix_r1.data.loaders import iter_json_lines
 from medix_r1.modalities import normalize_tag, split_tagged_answer
 from medix_r1.rewards.config import COMPONENTS
 from medix_r1.rewards.suite import RewardSuite
@@ -77,27 +78,19 @@ def read_rows(path: str | Path) -> tuple[list[tuple[int, dict]], list[RowProblem
     good: list[tuple[int, dict]] = []
     problems: list[RowProblem] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(RowProblem(lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})"))
-                continue
-            if not isinstance(row, dict):
-                problems.append(RowProblem(lineno, None, "a row must be a JSON object"))
-                continue
-            rid = row.get("id")
-            msg = _check_row(row)
-            if msg is None and str(rid) in seen:
-                msg = f"duplicate id (first on line {seen[str(rid)]})"
-            if msg is not None:
-                problems.append(RowProblem(lineno, None if rid is None else str(rid), msg))
-                continue
-            seen[str(rid)] = lineno
-            good.append((lineno, row))
+    for lineno, row in iter_json_lines(path):
+        if isinstance(row, str):
+            problems.append(RowProblem(lineno, None, row))
+            continue
+        rid = row.get("id")
+        msg = _check_row(row)
+        if msg is None and str(rid) in seen:
+            msg = f"duplicate id (first on line {seen[str(rid)]})"
+        if msg is not None:
+            problems.append(RowProblem(lineno, None if rid is None else str(rid), msg))
+            continue
+        seen[str(rid)] = lineno
+        good.append((lineno, row))
     return good, problems
 
 
