@@ -26,8 +26,8 @@ from medix_r1.prompts import get_template, parse_completion
 log = logging.getLogger(__name__)
 
 EXAMPLE_COMPLETIONS: tuple[str, ...] = (
-    "<CT_SCAN><thinking>Cross-sectional slices with bone bright and air dark.</thinking><answer>Computed "
-    "tomography</answer>",
+    ("<CT_SCAN><thinking>Cross-sectional slices with bone bright and air dark.</thinking><answer>Computed "
+     "tomography</answer>"),
     "<MRI_SCAN> < think >T2 bright fluid.< / think >\n<answer>Axial</answer>",
     "<ULTRASOUND><thinking>Fan-shaped image.</thinking>The answer is ultrasound.",
     "<X_RAY><thinking>a</thinking><answer>b</answer><answer>c</answer>",
@@ -117,8 +117,8 @@ def stage_eval(out: Path, trained_checkpoint: Path | None, say) -> tuple[dict, d
     from medix_r1.eval import run_eval
     from medix_r1.eval.compare import compare_runs, render_compare_markdown
 
-    kwargs = dict(tasks=DEMO_EVAL_TASK, judge="local", template="medix-3shot", max_new_tokens=DEMO_EVAL_TOKENS,
-                  rounds=1, limit=DEMO_EVAL_LIMIT, max_error_rate=0.5)
+    kwargs = {"tasks": DEMO_EVAL_TASK, "judge": "local", "template": "medix-3shot",
+              "max_new_tokens": DEMO_EVAL_TOKENS, "rounds": 1, "limit": DEMO_EVAL_LIMIT, "max_error_rate": 0.5}
     say(f"evaluating the starting policy on {DEMO_EVAL_TASK} (local SmolLM2 judge: weak, code path only)")
     before = run_eval(model="embedded", output_dir=out / "eval-start", **kwargs)
     after = None
