@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from medix_r1 import __version__
+from medix_r1.aio import gather_or_cancel
 from medix_r1.data.schema import SampleError
 from medix_r1.eval.generation import _PLAIN, Generator, GenRequest, PromptOptions, build_messages
 from medix_r1.eval.judging import decide_exact, decide_mcq, eval_prompt
@@ -202,14 +203,7 @@ async def _run_workers(n_workers: int, items: list, work) -> None:
         for item in it:  # a shared iterator: each item is taken by exactly one worker
             await work(item)
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(n_workers, len(items))))]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    await gather_or_cancel([asyncio.ensure_future(worker()) for _ in range(max(1, min(n_workers, len(items))))])
 
 
 # --------------------------------------------------------------------------------------------- generate

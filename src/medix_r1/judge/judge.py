@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from medix_r1.aio import gather_or_cancel
 from medix_r1.judge.base import (
     BackendError,
     ChatBackend,
@@ -135,12 +136,7 @@ class Judge:
         tasks = [asyncio.ensure_future(one(k, idxs)) for k, idxs in groups.items()]
         try:
             if tasks:
-                await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+                await gather_or_cancel(tasks)
         finally:
             self._flush(pending_writes)  # 5. keep what was judged, even when the budget stops the run
         self._check_budget()
