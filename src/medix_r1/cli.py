@@ -45,7 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    return run_command(args.func, args, verbose=args.verbose)
+
+
+def run_command(func, args: argparse.Namespace, *, verbose: int = 0) -> int:
+    """Run one subcommand: a :class:`~medix_r1.errors.MedixError` becomes one message and its exit code,
+    Ctrl-C exits 130; a traceback is shown only with ``-v``."""
+    from medix_r1.errors import EXIT_INTERRUPTED, MedixError
+
+    try:
+        return int(func(args) or 0)
+    except MedixError as exc:
+        if verbose:
+            logging.getLogger("medix_r1").exception("details")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if verbose:
+            logging.getLogger("medix_r1").exception("interrupted")
+        print("interrupted: finished work is kept; rerun the same command to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
