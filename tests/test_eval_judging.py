@@ -9,16 +9,25 @@ from pathlib import Path
 
 import pytest
 
+from medix_r1.errors import ServiceError
 from medix_r1.eval import run_eval
-from medix_r1.eval.calibrate import DEFAULT_LABELS, agreement, calibrate, cohen_kappa, read_labels
+from medix_r1.eval.calibrate import (
+    DEFAULT_LABELS,
+    LabelFileError,
+    agreement,
+    calibrate,
+    cohen_kappa,
+    read_labels,
+)
 from medix_r1.eval.generation import openai_generator
+from medix_r1.eval.judge_phase import JudgeSettings
 from medix_r1.eval.judging import decide_exact, decide_mcq, parse_binary_verdict, parse_rubric_verdict
-from medix_r1.eval.phases import ErrorBudgetExceeded, JudgeSettings
+from medix_r1.eval.rundir import ErrorBudgetExceeded
 from medix_r1.eval.scoring import bootstrap_ci
-from medix_r1.eval.simulate import judge_reply, policy_reply
 from medix_r1.eval.store import JsonlStore, StoreCorrupt
 from medix_r1.judge import OpenAIChatBackend, VerdictCache
 from medix_r1.testing.openai_stub import StubChatServer, StubFault, refused_url
+from medix_r1.testing.simulate import judge_reply, policy_reply
 
 
 def write_task(path: Path, rows: list[dict]) -> Path:
@@ -170,8 +179,13 @@ def test_generator_down_stops_with_a_clear_message_and_rerun_resumes(tmp_path):
     task = write_task(tmp_path / "down.jsonl", rows)
     out = tmp_path / "out"
     dead = openai_generator(refused_url(), "policy", max_retries=0, timeout=2, concurrency=4)
-    with pytest.raises(ErrorBudgetExceeded) as exc:
+    with pytest.raises(ServiceError, match="cannot reach the model server") as exc:
         run_eval(str(task), dead, None, out, phases=("generate",), progress=False)
+    assert exc.value.where == "--model-url" and not (out / "generations.jsonl").exists()  # found before any work
+    with StubChatServer(policy_reply, model="policy") as failing:
+        failing.fault = StubFault.http(500)  # it answers /models, then every chat request fails
+        with pytest.raises(ErrorBudgetExceeded) as exc:
+            run_eval(str(task), gen(failing, concurrency=4), None, out, phases=("generate",), progress=False)
     msg = str(exc.value)
     assert "requests failed" in msg and "rerun the same command to resume" in msg and "model server" in msg
     n_failed = sum(1 for r in JsonlStore(out / "generations.jsonl").read() if r["status"] == "error")
@@ -264,5 +278,5 @@ def test_shipped_labels_and_calibrate_with_a_scripted_judge(tmp_path, capsys):
     assert json.loads(out.read_text())["accuracy"] == res["accuracy"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"reference": "a", "prediction": "b", "label": "perhaps"}\n')
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1: field 'label'"):
+    with pytest.raises(LabelFileError, match=r"bad\.jsonl:1: field 'label'"):
         read_labels(bad)

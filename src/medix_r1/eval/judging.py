@@ -220,7 +220,122 @@ class EvalRubricPrompt(_EvalPrompt):
         return round(sum(parsed) / len(parsed), 6) if parsed else None
 
 
+# --------------------------------------------------------------------------------------------- paper protocol
+_PAPER_BINARY = (
+    "You are checking whether a model answered a medical question correctly.\n\n"
+    "Question:\n{question}\n\n"
+    "Correct answer:\n{reference}\n\n"
+    "Predicted answer:\n{prediction}\n\n"
+    "The predicted answer counts as correct when it agrees with the correct answer in content, or when it "
+    "names the correct option. Give your judgement as JSON: {{\"score\": 1}} if it is correct, "
+    "{{\"score\": 0}} if it is not. /no_think"
+)
+_PAPER_RUBRIC = (
+    "You are grading a radiology report written by a model against the reference report.\n\n"
+    "Task:\n{question}\n\n"
+    "Reference report:\n{reference}\n\n"
+    "Predicted report:\n{prediction}\n\n"
+    "Score the predicted report from 0 to 5 for clinical accuracy, completeness and relevance to the "
+    "reference (5: every important finding right and nothing invented; 0: wrong or no report). Give your "
+    "judgement as JSON: {{\"score\": N}} with N a whole number from 0 to 5. /no_think"
+)
+_PAPER_RECHECK = "Go over your judgement again and confirm that it is right."
+
+
+def parse_paper_reply(reply: str | None) -> float | None:
+    """The paper protocol's reading of a judge reply: drop everything up to the last ``</think>``, parse the
+    text from the first ``{`` to the last ``}`` as JSON and take its ``score`` (a number); else ``None``.
+
+    >>> parse_paper_reply('<think>hmm {x}</think> Verdict: {"score": 1, "why": "same"}.')
+    1.0
+    >>> parse_paper_reply("score 1") is None, parse_paper_reply('{"score": "yes"}') is None
+    (True, True)
+    """
+    text = reply or ""
+    cut = text.rfind("</think>")
+    if cut >= 0:
+        text = text[cut + len("</think>"):]
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        obj = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    value = obj.get("score") if isinstance(obj, dict) else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+class PaperBinaryPrompt(JudgePrompt):
+    """The release's binary judge structure (own wording): one user turn, JSON ``{"score": 0|1}``, asked
+    three times in the same chat; 1 when at least two rounds say 1. A round whose reply has no 0/1 score
+    counts as no vote, so two unreadable rounds leave the sample ``unparseable`` (counted, not retried)."""
+
+    description = "paper: question with choices, correct and predicted answer, JSON score 0|1, 3 rounds"
+
+    def __init__(self, name: str, version: str, rounds: int = 3):
+        self.name, self.version, self.rounds, self.max_tokens = name, version, rounds, 512
+
+    def build(self, request: JudgeRequest) -> list[dict]:
+        return [{"role": "user", "content": _PAPER_BINARY.format(question=request.question or "",
+                                                                  reference=request.reference,
+                                                                  prediction=request.prediction)}]
+
+    def followup(self, messages: list[dict], reply: str, round_index: int) -> list[dict]:
+        return [*messages, {"role": "assistant", "content": reply or ""},
+                {"role": "user", "content": _PAPER_RECHECK}]
+
+    def parse(self, reply: str) -> float | None:
+        score = parse_paper_reply(reply)
+        return score if score in (0.0, 1.0) else None
+
+    def aggregate(self, scores: list[float | None]) -> float | None:
+        need = len(scores) // 2 + 1  # at least two of three
+        ones, zeros = scores.count(1.0), scores.count(0.0)
+        return 1.0 if ones >= need else 0.0 if zeros >= need else None
+
+
+class PaperRubricPrompt(PaperBinaryPrompt):
+    """The release's rubric structure: a 0-5 score per round, the mean of all rounds / 5. A score outside
+    0-5 (the release turns 7 into 1.4) or an unreadable round leaves the sample ``unparseable``."""
+
+    description = "paper: report vs reference report, JSON score 0-5, mean of 3 rounds / 5"
+
+    def build(self, request: JudgeRequest) -> list[dict]:
+        return [{"role": "user", "content": _PAPER_RUBRIC.format(question=request.question or "",
+                                                                  reference=request.reference,
+                                                                  prediction=request.prediction)}]
+
+    def parse(self, reply: str) -> float | None:
+        score = parse_paper_reply(reply)
+        return round(score / 5.0, 6) if score is not None and 0.0 <= score <= 5.0 else None
+
+    def aggregate(self, scores: list[float | None]) -> float | None:
+        if not scores or any(s is None for s in scores):
+            return None
+        return round(sum(scores) / len(scores), 6)  # type: ignore[arg-type]
+
+
 PROMPT_VERSION = "1"
+PAPER_PROMPT_VERSION = "1"
+
+
+def paper_prompt(kind: str, rounds: int = DEFAULT_ROUNDS) -> JudgePrompt:
+    """The paper protocol's judge prompt for ``kind`` (``binary`` or ``rubric``)."""
+    if kind not in ("binary", "rubric"):
+        raise ValueError(f"judge prompt kind must be binary or rubric, got {kind!r}")
+    name = f"eval-paper-{kind}-r{rounds}"
+    if name in JUDGE_PROMPTS:
+        return JUDGE_PROMPTS.get(name)
+    cls = PaperBinaryPrompt if kind == "binary" else PaperRubricPrompt
+    return register_prompt(cls(name, PAPER_PROMPT_VERSION, rounds))
 
 
 def eval_prompt(kind: str, rounds: int = DEFAULT_ROUNDS, *, few_shot: bool = False) -> JudgePrompt:
@@ -326,5 +441,6 @@ def decide_exact(prediction: str, reference: str, answer_type: str) -> RuleDecis
     return None
 
 
-__all__ = ["DEFAULT_ROUNDS", "EvalBinaryPrompt", "EvalRubricPrompt", "RuleDecision", "decide_exact",
-           "decide_mcq", "eval_prompt", "normalize_answer", "parse_binary_verdict", "parse_rubric_verdict"]
+__all__ = ["DEFAULT_ROUNDS", "EvalBinaryPrompt", "EvalRubricPrompt", "PaperBinaryPrompt", "PaperRubricPrompt",
+           "RuleDecision", "decide_exact", "decide_mcq", "eval_prompt", "normalize_answer", "paper_prompt",
+           "parse_binary_verdict", "parse_paper_reply", "parse_rubric_verdict"]
