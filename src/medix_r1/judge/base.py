@@ -12,6 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Literal
 
+from medix_r1.errors import BudgetExceeded, ServiceError
+
 # ok: parsed verdict · exact: decided without a model (exact match, option letter) · injection: the answer
 # addresses the grader (scored 0 by policy) · unparseable: the reply was not a verdict · timeout / error: no reply
 VerdictStatus = Literal["ok", "exact", "injection", "unparseable", "timeout", "error"]
@@ -77,11 +79,11 @@ class ChatBackend(abc.ABC):
         return "check the judge backend's logs"
 
 
-class BackendError(RuntimeError):
+class BackendError(ServiceError, RuntimeError):
     """A backend failed to produce a reply (HTTP error, refused connection, bad response body...)."""
 
 
-class JudgeErrorBudgetExceeded(RuntimeError):
+class JudgeErrorBudgetExceeded(BudgetExceeded, RuntimeError):
     """Too many judgements failed; the message says how many and how to fix or loosen it."""
 
 
