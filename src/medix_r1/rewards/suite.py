@@ -326,7 +326,7 @@ def build_judge(config: RewardConfig):
         config.mode, few_shot=getattr(backend, "prefers_few_shot", False))
     cache = VerdictCache(jc.cache_path) if jc.cache else None
     return Judge(backend, prompt, cache=cache, guard=config.injection_guard, max_error_rate=jc.max_error_rate,
-                 concurrency=jc.concurrency)
+                 concurrency=jc.concurrency, error_window=jc.error_window)
 
 
 def build_reward_functions(config: RewardConfig | dict | None = None, *, asynchronous: bool = True,
