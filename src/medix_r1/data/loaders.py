@@ -81,18 +81,14 @@ def _not_text(path: Path, lineno: int, exc: UnicodeDecodeError) -> DataError:
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line_number, line)`` of a UTF-8 text file; a binary file (a Parquet file or an image given where
-    JSONL was expected) raises :class:`DataError` naming the file and line, not a UnicodeDecodeError."""
-    with path.open("r", encoding="utf-8") as fh:
-        lineno = 0
-        while True:
+    JSONL was expected) raises :class:`DataError` naming the file and line, not a UnicodeDecodeError.
+    Lines are decoded one by one (text mode decodes in blocks, which would blame the wrong line)."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
             try:
-                line = fh.readline()
+                yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise _not_text(path, lineno + 1, exc) from None
-            if not line:
-                return
-            lineno += 1
-            yield lineno, line
+                raise _not_text(path, lineno, exc) from None
 
 
 def _first_char(path: Path) -> str:
