@@ -203,7 +203,7 @@ def test_judge_failure_gives_none_not_zero():
 
 def test_judge_outage_stops_training_with_budget():
     suite = RewardSuite(config_for(None, judge={"max_error_rate": 0.1}))
-    with pytest.raises(JudgeErrorBudgetExceeded, match="judge error rate"):
+    with pytest.raises(JudgeErrorBudgetExceeded, match="calls failed"):
         run(suite.aaccuracy_llm, completions=["<answer>pneumonia</answer>"] * 30,
             answer=[f"Consolidation {i}" for i in range(30)])
 

@@ -339,7 +339,7 @@ def build_judge(config: RewardConfig):
     cache = VerdictCache(jc.cache_path) if jc.cache else None
     # guard=False: the reward's guard runs once, in preparation (RewardSuite._prepare), not in the judge
     return Judge(backend, prompt, cache=cache, guard=False, max_error_rate=jc.max_error_rate,
-                 concurrency=jc.concurrency)
+                 concurrency=jc.concurrency, error_window=jc.error_window)
 
 
 def build_reward_functions(config: RewardConfig | dict | None = None, *, asynchronous: bool = True,
