@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import abc
 
+from medix_r1.errors import ServiceError
+
 
 class ChatBackend(abc.ABC):
     """Something that answers a chat: an OpenAI-compatible server or an in-process model."""
@@ -41,5 +43,5 @@ class ChatBackend(abc.ABC):
         return "check the judge backend's logs"
 
 
-class BackendError(RuntimeError):
+class BackendError(ServiceError, RuntimeError):
     """A backend failed to produce a reply (HTTP error, refused connection, bad response body...)."""

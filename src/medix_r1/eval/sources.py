@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medix_r1.data.schema import Sample, SampleError
+from medix_r1.errors import InputError
 from medix_r1.eval.taskspec import TaskSpec
 from medix_r1.modalities import normalize_tag
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 _TABLE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".tsv")
 
 
-class DataUnavailable(RuntimeError):
+class DataUnavailable(InputError, RuntimeError):
     """A task's data cannot be found or read; the message says how to supply it."""
 
 

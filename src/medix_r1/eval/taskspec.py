@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from medix_r1.errors import UsageError
 from medix_r1.modalities import normalize_tag
 from medix_r1.registry import nearest
 
@@ -43,7 +44,7 @@ PROMPT_STYLES = ("plain", "template")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(UsageError, ValueError):
     """A task file is invalid. The message names the file and the key, and says how to fix it."""
 
     def __init__(self, file: str | Path | None, key: str | None, message: str):
