@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from medix_r1.clients.openai import DEFAULT_API_KEY_ENV, DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL
 from medix_r1.errors import UsageError
-from medix_r1.judge.openai_backend import DEFAULT_API_KEY_ENV, DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL
 from medix_r1.registry import nearest
 
 COMPONENTS: tuple[str, ...] = ("accuracy_llm", "accuracy_embed", "modality", "format")
