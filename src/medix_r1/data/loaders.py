@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medix_r1.data.schema import Sample, SampleError, load_image
+from medix_r1.errors import InputError
 from medix_r1.modalities import split_tagged_answer
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class RowIssue:
         return f"{where}{rid}{fld}: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """A row could not be turned into a sample (raised with ``on_error="raise"``)."""
 
     def __init__(self, issue: RowIssue):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
+from medix_r1.errors import InputError
 from medix_r1.modalities import normalize_tag
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ ImageLike = Union[str, Path, bytes, "PIL.Image.Image"]  # PIL is imported lazily
 _CLOSED_ANSWERS = frozenset({"yes", "no"})
 
 
-class SampleError(ValueError):
+class SampleError(InputError, ValueError):
     """A sample field is missing or invalid. ``field`` names it; loaders add file, row and id."""
 
     def __init__(self, field: str, message: str):

@@ -11,7 +11,7 @@ from medix_r1.errors import InputError
 from medix_r1.eval.taskspec import TaskSpec
 
 
-class DataUnavailable(InputError):
+class DataUnavailable(InputError, RuntimeError):
     """A task's data cannot be found or read; the message says how to supply it."""
 
 
