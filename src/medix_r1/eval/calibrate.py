@@ -28,7 +28,7 @@ DEFAULT_LABELS = Path(__file__).parent / "labels" / "judge_calibration.jsonl"
 _LABELS = {1: 1, 0: 0, "1": 1, "0": 0, "correct": 1, "incorrect": 0, "yes": 1, "no": 0, "true": 1, "false": 0}
 
 
-class LabelFileError(InputError):
+class LabelFileError(InputError, ValueError):
     """A row of the labels file is invalid (the message names the file, line and field)."""
 
 

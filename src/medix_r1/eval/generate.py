@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medix_r1.budget import ErrorBudget
 from medix_r1.data.schema import SampleError
 from medix_r1.errors import ServiceError
 from medix_r1.eval.generation import (
@@ -28,13 +29,23 @@ from medix_r1.eval.generation import (
 from medix_r1.eval.protocol import text_after_think
 from medix_r1.eval.records import FINAL_GEN, GenerationRecord, PhaseSummary, sample_hash
 from medix_r1.eval.registry import task_order
-from medix_r1.eval.rundir import GEN_FILE, EmptyTaskError, RunMismatch, read_run, write_run
+from medix_r1.eval.rundir import (
+    GEN_FILE,
+    EmptyTaskError,
+    ErrorBudgetExceeded,
+    RunMismatch,
+    read_run,
+    write_run,
+)
 from medix_r1.eval.sources import LoadIssue, TaskData
 from medix_r1.eval.store import JsonlStore
-from medix_r1.eval.workers import PhaseBudget, progress_bar, run_workers
+from medix_r1.eval.workers import progress_bar, run_workers
 from medix_r1.prompts import parse_completion
 
 log = logging.getLogger(__name__)
+
+RESUME = ("finished samples are saved: rerun the same command to resume (raise --max-error-rate to tolerate "
+          "more failures)")
 
 
 def scorer_for(task_scorer: str, task_answer_type: str, sample) -> str:
@@ -159,8 +170,9 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
                         "options): generating and judging them again", summary.stale)
         store.append_many(bulk)
         bar = progress_bar(summary.total, summary.already_done + summary.done, "generate", progress)
-        budget = PhaseBudget(f"generation with {generator.describe()}", max_error_rate, min_requests_for_budget,
-                             generator.how_to_fix())
+        budget = ErrorBudget(f"generation with {generator.describe()}", max_error_rate,
+                             min_calls=min_requests_for_budget, fix=generator.how_to_fix(), resume=RESUME,
+                             error_type=ErrorBudgetExceeded)
         batches = [todo[i:i + generator.batch_size] for i in range(0, len(todo), generator.batch_size)]
 
         async def work(batch: list[tuple[TaskData, Any]]) -> None:
@@ -204,7 +216,7 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
                 summary.requests += len(ready)
                 bar.update(len(ready))
                 bar.set_postfix(errors=summary.failed, refresh=False)
-                budget.add(len(ready), True, err)
+                budget.add(len(ready), len(ready), error=err, kinds={"error": len(ready)})
                 return
             latency = (time.perf_counter() - t) / len(reqs)
             done = []
@@ -222,7 +234,7 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
             summary.done += len(ready)
             summary.requests += len(ready)
             bar.update(len(ready))
-            budget.add(len(ready), False)
+            budget.add(len(ready), 0)
 
         try:
             await run_workers(generator.concurrency, batches, work)

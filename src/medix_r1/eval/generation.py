@@ -389,7 +389,7 @@ class TransformersGenerator(Generator):
         return "see the error above (out of memory? a bad image for this processor?); rerun with -v for details"
 
 
-class GeneratorUnavailable(UsageError):
+class GeneratorUnavailable(UsageError, RuntimeError):
     """A generation backend cannot be used here (e.g. vLLM is not installed); the message says what to do."""
 
 

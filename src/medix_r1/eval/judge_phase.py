@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medix_r1 import grading
+from medix_r1.budget import ErrorBudget
 from medix_r1.errors import UsageError
-from medix_r1.eval.judging import decide_exact, decide_mcq, eval_prompt, paper_prompt
+from medix_r1.eval.generate import RESUME
+from medix_r1.eval.judging import eval_prompt, paper_prompt
 from medix_r1.eval.protocol import DEFAULT, Protocol, get_protocol
 from medix_r1.eval.records import FINAL_JUDGE, GenerationRecord, JudgementRecord, PhaseSummary
 from medix_r1.eval.rundir import GEN_FILE, JUDGE_FILE, ErrorBudgetExceeded, EvalError, read_run, write_run
@@ -95,14 +98,14 @@ def _votes(prompt, raw: str | None) -> list[float | None] | None:
     return [prompt.parse(r) for r in replies]
 
 
-def rule_decision(g: GenerationRecord):
-    """The default protocol's rule layer: option letter/text for MCQ, exact match otherwise (``None``: ask)."""
-    answer = g.final_answer or ""
-    if g.scorer == "mcq" and g.options:
-        return decide_mcq(answer, g.options, g.answer_letter, g.reference or "")
-    if g.scorer == "rubric":
-        return decide_exact(answer, g.reference or "", "report") if not answer.strip() else None
-    return decide_exact(answer, g.reference or "", g.answer_type or "open")
+def rule_decision(g: GenerationRecord) -> grading.RuleDecision | None:
+    """The default protocol's rule layer, the one the reward uses (:func:`medix_r1.grading.decide`): option
+    letter/text for MCQ, exact match, the leading yes/no of a closed question, the other body side; ``None``
+    when the judge must decide."""
+    d = grading.decide(g.reference, g.final_answer or "", question=g.question,
+                       options=g.options if g.scorer == "mcq" else None, correct_letter=g.answer_letter,
+                       kind="report" if g.scorer == "rubric" else None)
+    return d if d.score is not None else None
 
 
 def judge_text(g: GenerationRecord) -> str:
@@ -179,16 +182,20 @@ async def ajudge_phase(out_dir: str | Path, settings: JudgeSettings | None = Non
             log.warning("%d sample(s) need a judge and none was given: they stay pending (pass --judge-url "
                         "or --judge local)", len(todo))
             todo = []
+        budget_fix = judge_fix(settings.backend)
+        what = f"judge {settings.backend.describe()}" if settings.backend is not None else "judge"
+        budget = ErrorBudget(what, settings.max_error_rate, min_calls=settings.min_requests_for_budget,
+                             fix=budget_fix, resume=RESUME, error_type=ErrorBudgetExceeded)
         if todo:
             cache = settings.cache
             if cache == "default":
                 cache = VerdictCache()
             # The guard runs here, not in the Judge: eval reports a flagged answer and scores it as judged.
-            judges = {kind: Judge(settings.backend, p, cache=cache, guard=False, max_error_rate=None,
-                                  concurrency=settings.concurrency)
+            # One budget for both prompts, fed by the Judge with its real calls only (no cache hits).
+            judges = {kind: Judge(settings.backend, p, cache=cache, guard=False, concurrency=settings.concurrency,
+                                  budget=budget)
                       for kind, p in prompts.items()}
         bar = progress_bar(summary.total, summary.already_done + summary.done, "judge", progress)
-        budget_fix = judge_fix(settings.backend)
 
         async def work(g: GenerationRecord) -> None:
             kind = "rubric" if g.scorer == "rubric" else "binary"
@@ -218,7 +225,7 @@ async def ajudge_phase(out_dir: str | Path, settings: JudgeSettings | None = Non
             if not v.has_verdict:
                 summary.failed += 1
                 bar.set_postfix(errors=summary.failed, refresh=False)
-                _check_budget(summary, settings, budget_fix)
+                budget.fix = _no_verdict_hint(summary.by_status, budget_fix)
             bar.update(1)
 
         try:
@@ -267,19 +274,6 @@ def _no_verdict_hint(by_status: dict[str, int], fix: str) -> str:
                 "model that can reply with JSON (e.g. Qwen/Qwen3-14B), and read the raw replies in "
                 "judgements.jsonl")
     return fix
-
-
-def _check_budget(summary: PhaseSummary, settings: JudgeSettings, fix: str) -> None:
-    rate = settings.max_error_rate
-    if rate is None or summary.requests < settings.min_requests_for_budget:
-        return
-    if summary.failed / summary.requests > rate:
-        counts = ", ".join(f"{k} {summary.by_status.get(k, 0)}" for k in ("timeout", "error", "unparseable"))
-        raise ErrorBudgetExceeded(
-            f"judge: {summary.failed} of {summary.requests} judgements gave no verdict ({counts}; budget "
-            f"{rate:.0%})",
-            fix=f"{_no_verdict_hint(summary.by_status, fix)}. Finished grades are saved: rerun the same command "
-                "to resume (raise --max-error-rate to tolerate more failures)")
 
 
 def _all_failed(summary: PhaseSummary, judges: dict, settings: JudgeSettings, fix: str) -> ErrorBudgetExceeded:

@@ -1,8 +1,8 @@
-"""Eval grading: rule decisions that need no model (option letter/text, exact match), the eval judge prompts
-(binary with self-check rounds, 0-5 report rubric) and their strict verdict parsers.
+"""Eval's judge prompts (default: binary with self-check rounds and a 0-5 report rubric; paper: the release's
+structure) and their verdict parsers.
 
-The judge itself (backend, cache, injection guard, error budget) is :class:`medix_r1.judge.Judge`; this module
-only supplies eval's prompts and what is decided before the judge is asked.
+The judge itself (backend, cache) is :class:`medix_r1.judge.Judge`; what is decided before the judge is asked
+is the shared rule layer, :mod:`medix_r1.grading` (rewards and eval decide alike).
 
 Binary prompt (``eval-binary``): the judge sees the question, the reference and the candidate's final answer
 (cut by the one parser, :func:`medix_r1.prompts.parse_completion`), and replies ``{"score": 1}`` or
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from medix_r1.judge.base import JudgeRequest
 from medix_r1.judge.prompts import (
@@ -30,7 +29,6 @@ from medix_r1.judge.prompts import (
     register_prompt,
     truncate,
 )
-from medix_r1.prompts import clean_answer
 
 DEFAULT_ROUNDS = 3
 MAX_PREDICTION_CHARS = 4000  # report tasks have long answers; still cap what reaches the judge
@@ -354,93 +352,5 @@ def eval_prompt(kind: str, rounds: int = DEFAULT_ROUNDS, *, few_shot: bool = Fal
     return register_prompt(cls(name, PROMPT_VERSION, rounds, max_tokens=24, few_shot=few_shot))
 
 
-# --------------------------------------------------------------------------------------------- rule decisions
-@dataclass(frozen=True)
-class RuleDecision:
-    """A grade decided without the judge: ``score`` 1.0 or 0.0, and why."""
-
-    score: float
-    reason: str
-
-
-_PUNCT_EDGES = re.compile(r"^[\s\"'`*_()\[\]{}]+|[\s\"'`*_()\[\]{}.,;:!]+$")
-_LETTER_ONLY = re.compile(r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*)?"
-                          r"\(?([A-Za-z])\)?[.):]?$", re.IGNORECASE)
-_LETTER_AND_TEXT = re.compile(r"^\(?([A-Za-z])\s*[.):]\s+(.+)$", re.DOTALL)
-_YES_NO = frozenset({"yes", "no"})
-
-
-def normalize_answer(text: str | None) -> str:
-    """Lower-case, collapsed spaces, edge punctuation and markup removed (for exact comparison only).
-
-    >>> normalize_answer("  **Left  Lung.** ")
-    'left lung'
-    """
-    text = clean_answer(text or "")
-    text = re.sub(r"\s+", " ", text).strip().lower()
-    prev = None
-    while prev != text:
-        prev, text = text, _PUNCT_EDGES.sub("", text)
-    return text
-
-
-def decide_mcq(prediction: str, options: dict[str, str], correct_letter: str | None,
-               reference: str) -> RuleDecision | None:
-    """Decide an MCQ answer by option letter or option text; ``None`` when the judge must decide.
-
-    An answer that is exactly the correct letter or text scores 1; exactly another option's letter or text
-    scores 0. Anything else (a sentence, a paraphrase) goes to the judge.
-
-    >>> opts = {"A": "Liver", "B": "Spleen"}
-    >>> decide_mcq("B", opts, "B", "Spleen").score, decide_mcq("(a) Liver", opts, "B", "Spleen").score
-    (1.0, 0.0)
-    >>> decide_mcq("It is the spleen", opts, "B", "Spleen") is None
-    True
-    """
-    if correct_letter is None:
-        ref = normalize_answer(reference)
-        matches = [k for k, v in options.items() if normalize_answer(v) == ref]
-        correct_letter = matches[0] if len(matches) == 1 else None
-    letters = {k.upper(): normalize_answer(v) for k, v in options.items()}
-    correct = correct_letter.upper() if correct_letter else None
-    pred = (prediction or "").strip()
-    norm = normalize_answer(pred)
-    if not norm:
-        return RuleDecision(0.0, "empty answer")
-    m = _LETTER_ONLY.match(norm)
-    if m and m.group(1).upper() in letters:
-        letter = m.group(1).upper()
-        return RuleDecision(1.0 if letter == correct else 0.0, "option letter")
-    by_text = [k for k, v in letters.items() if v == norm]
-    if len(by_text) == 1:
-        return RuleDecision(1.0 if by_text[0] == correct else 0.0, "option text")
-    m = _LETTER_AND_TEXT.match(pred.strip().strip("*").strip())
-    if m and m.group(1).upper() in letters:
-        letter = m.group(1).upper()
-        if normalize_answer(m.group(2)) == letters[letter]:
-            return RuleDecision(1.0 if letter == correct else 0.0, "option letter and text")
-    return None
-
-
-def decide_exact(prediction: str, reference: str, answer_type: str) -> RuleDecision | None:
-    """Free-form answers: an exact (normalised) match scores 1; for yes/no questions the opposite word
-    scores 0. Everything else goes to the judge.
-
-    >>> decide_exact("Yes.", "yes", "closed").score, decide_exact("no", "Yes", "closed").score
-    (1.0, 0.0)
-    >>> decide_exact("hepatic", "liver", "open") is None
-    True
-    """
-    pred, ref = normalize_answer(prediction), normalize_answer(reference)
-    if not pred:
-        return RuleDecision(0.0, "empty answer")
-    if pred == ref:
-        return RuleDecision(1.0, "exact match")
-    if ref in _YES_NO and pred in _YES_NO:
-        return RuleDecision(0.0, "opposite yes/no")
-    return None
-
-
 __all__ = ["DEFAULT_ROUNDS", "EvalBinaryPrompt", "EvalRubricPrompt", "PaperBinaryPrompt", "PaperRubricPrompt",
-           "RuleDecision", "decide_exact", "decide_mcq", "eval_prompt", "normalize_answer", "paper_prompt",
-           "parse_binary_verdict", "parse_paper_reply", "parse_rubric_verdict"]
+           "eval_prompt", "paper_prompt", "parse_binary_verdict", "parse_paper_reply", "parse_rubric_verdict"]

@@ -18,12 +18,11 @@ writable, the tasks resolve and have rows, the judge and the generator answer (a
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
-from medix_r1.errors import InputError, MedixError, ServiceError, UsageError
+from medix_r1.errors import MedixError, UsageError
 from medix_r1.eval.generate import agenerate_phase, check_not_empty
 from medix_r1.eval.generation import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -35,11 +34,11 @@ from medix_r1.eval.generation import (
 from medix_r1.eval.judge_phase import JudgeSettings, ajudge_phase
 from medix_r1.eval.protocol import get_protocol
 from medix_r1.eval.records import PhaseSummary
-from medix_r1.eval.registry import resolve_tasks
 from medix_r1.eval.report import write_reports
 from medix_r1.eval.rundir import RESULTS_FILE, EmptyTaskError, check_writable
 from medix_r1.eval.scoring import DEFAULT_COVERAGE_THRESHOLD, score_run, write_results
-from medix_r1.eval.sources import DataUnavailable, TaskData, load_task_data
+from medix_r1.eval.sources import TaskData
+from medix_r1.eval.sources import load_tasks as _load_tasks
 from medix_r1.eval.taskspec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -49,32 +48,9 @@ PHASES = ("generate", "judge", "score")
 
 def load_tasks(tasks: str | list | TaskSpec, data_dirs: dict | str | Path | None = None, *,
                limit: int | None = None, skip_missing: bool = False, protocol: str = "default") -> list[TaskData]:
-    """Resolve ``tasks`` and load their data (the ``paper`` protocol's sources where a task has them).
-
-    Missing data raises one error listing every missing task (and how to supply it), unless
-    ``skip_missing`` (then those tasks are left out, with a warning).
-    """
-    specs = resolve_tasks(tasks)
-    kwargs: dict[str, Any] = {}
-    if protocol != "default":
-        if "protocol" in inspect.signature(load_task_data).parameters:
-            kwargs["protocol"] = protocol
-        else:
-            log.warning("the task loaders have no %s-protocol sources yet: loading the default ones", protocol)
-    loaded, missing = [], []
-    for spec in specs:
-        try:
-            loaded.append(load_task_data(spec, data_dirs, limit=limit, **kwargs))
-        except DataUnavailable as exc:
-            missing.append(str(exc))
-    if missing:
-        if not skip_missing or not loaded:
-            listing = "\n  - ".join(missing)
-            raise InputError(f"cannot load the data of {len(missing)} task(s):\n  - {listing}",
-                             fix="pass --data-dir TASK=PATH for a local copy, or --skip-missing to leave them out")
-        for m in missing:
-            log.warning("skipping: %s", m)
-    return loaded
+    """Resolve ``tasks`` and load their data; ``protocol="paper"`` gives each task's paper variant (the release
+    eval kit's sources, question and reference texts). See :func:`medix_r1.eval.sources.load_tasks`."""
+    return _load_tasks(tasks, data_dirs, limit=limit, skip_missing=skip_missing, protocol=protocol)
 
 
 def make_judge_settings(judge: Any = None, *, judge_model: str | None = None, rounds: int = 3,
@@ -259,5 +235,5 @@ def run_eval(tasks: str | list | TaskSpec | None = None, model: Any = None, judg
     return results
 
 
-__all__ = ["PHASES", "ServiceError", "dry_run", "generate_outputs", "judge_outputs", "load_tasks",
+__all__ = ["PHASES", "dry_run", "generate_outputs", "judge_outputs", "load_tasks",
            "make_judge_settings", "run_eval", "score_outputs"]

@@ -1,11 +1,11 @@
-"""What the eval phases share to run: a bounded worker pool, a progress bar, and the phases' error budget."""
+"""What the eval phases share to run: a bounded worker pool and a progress bar (the error budget is the
+project's one :class:`medix_r1.budget.ErrorBudget`)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from medix_r1.aio import gather_or_cancel
-from medix_r1.eval.rundir import ErrorBudgetExceeded
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool):
@@ -29,32 +29,4 @@ async def run_workers(n_workers: int, items: list, work) -> None:
     await gather_or_cancel([asyncio.ensure_future(worker()) for _ in range(max(1, min(n_workers, len(items))))])
 
 
-class PhaseBudget:
-    """Stop a phase when the share of failed requests goes over ``max_error_rate`` (after a minimum count),
-    or when every request of the phase failed."""
-
-    def __init__(self, what: str, max_error_rate: float | None, min_requests: int, fix: str):
-        self.what, self.max_error_rate, self.min_requests, self.fix = what, max_error_rate, min_requests, fix
-        self.requests = self.failures = 0
-        self.last_error: str | None = None
-
-    def add(self, n: int, failed: bool, error: str | None = None) -> None:
-        self.requests += n
-        if failed:
-            self.failures += n
-            self.last_error = error or self.last_error
-        self.check()
-
-    def check(self, final: bool = False) -> None:
-        over = (self.max_error_rate is not None and self.requests >= self.min_requests
-                and self.failures / self.requests > self.max_error_rate)
-        all_failed = final and self.requests > 0 and self.failures == self.requests
-        if over or all_failed:
-            raise ErrorBudgetExceeded(
-                f"{self.what}: {self.failures} of {self.requests} requests failed"
-                + (f" (budget {self.max_error_rate:.0%})" if over else "") + f". Last error: {self.last_error}",
-                fix=f"{self.fix}. Finished samples are saved: rerun the same command to resume (raise "
-                    "--max-error-rate to tolerate more failures)")
-
-
-__all__ = ["PhaseBudget", "progress_bar", "run_workers"]
+__all__ = ["progress_bar", "run_workers"]
