@@ -63,9 +63,21 @@ def test_answer_pointing_at_an_empty_option_is_a_bad_input(tmp_path):
 
 def test_medmcqa_original_release_json_lines_with_one_based_cop():
     """dev.json (JSON Lines in a .json file) failed as "not valid JSON"; its cop is 1-based."""
-    td = load("medmcqa", FIX / "medmcqa_original" / "dev.json")
-    assert [(s.id, s.answer, s.metadata["answer_letter"]) for s in td.samples] == [
-        ("dev-1", "Vitamin C", "B"), ("dev-2", "VI", "D")]
+    for path in (FIX / "medmcqa_original" / "dev.json", FIX / "medmcqa_original"):  # the file, or its folder
+        td = load("medmcqa", path)
+        assert [(s.id, s.answer, s.metadata["answer_letter"]) for s in td.samples] == [
+            ("dev-1", "Vitamin C", "B"), ("dev-2", "VI", "D")]
+
+
+def test_mcq_answer_text_matching_no_option_is_a_bad_input(tmp_path):
+    qa = tmp_path / "QA_information" / "Open-access"
+    qa.mkdir(parents=True)
+    (qa / "X.json").write_text(json.dumps([{"question_id": "X1", "question": "Q?", "gt_answer": "Mass",
+                                            "option_A": "Cyst", "option_B": "Normal", "image_path": "a.png",
+                                            "modality_type": "CT"}]))
+    td = load("omnimedvqa", tmp_path)
+    assert not td.samples and (td.issues[0].id, td.issues[0].field) == ("X1", "answer")
+    assert "matches none of the options" in td.issues[0].message
 
 
 def test_usmle_sa_reads_its_only_split_train_and_reports_the_row_count():
