@@ -174,6 +174,23 @@ def test_slake_local_folder_with_imgs_unzipped(tmp_path):
     td.samples[0].load_images()
 
 
+def test_pmc_vqa_csv_file_with_figures_folder_and_medxpertqa_with_images_folder(tmp_path):
+    """A local copy as published, unzipped: test_2.csv passed as a file with figures/ beside it."""
+    pmc = tmp_path / "pmc"
+    pmc.mkdir()
+    shutil.copy(FIX / "pmc_vqa" / "test_2.csv", pmc / "test_2.csv")
+    with zipfile.ZipFile(FIX / "pmc_vqa" / "images_2.zip") as zf:
+        zf.extractall(pmc)
+    td = load("pmc_vqa", pmc / "test_2.csv")
+    assert td.n == 2 and td.samples[0].images == [pmc / "figures" / "PMC100_F1.jpg"]
+    mx = tmp_path / "mx"
+    shutil.copytree(FIX / "medxpertqa" / "MM", mx / "MM")
+    with zipfile.ZipFile(FIX / "medxpertqa" / "images.zip") as zf:
+        zf.extractall(mx)
+    s = load("medxpertqa_mm", mx).samples[0]
+    assert s.images == [mx / "images" / "MM-1-a.jpeg"] and s.load_images()
+
+
 def test_medxpertqa_mm_hub_route_attaches_images_zip(fake_hub, monkeypatch):
     import datasets
 
