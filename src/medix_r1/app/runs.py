@@ -129,8 +129,7 @@ class _FileCache:
         self._data: dict[tuple, Any] = {}
 
     def get(self, key: tuple, paths: Iterable[Path], build):
-        stamp = tuple((str(p), *(lambda s: (s.st_size, s.st_mtime_ns))(p.stat())) if p.exists() else (str(p),)
-                      for p in paths)
+        stamp = tuple(_stamp(p) for p in paths)
         with self._lock:
             hit = self._data.get(key)
             if hit is not None and hit[0] == stamp:
@@ -141,6 +140,14 @@ class _FileCache:
                 self._data.clear()
             self._data[key] = (stamp, value)
         return value
+
+
+def _stamp(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path),)
+    return str(path), st.st_size, st.st_mtime_ns
 
 
 _CACHE = _FileCache()
