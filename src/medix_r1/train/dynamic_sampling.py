@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from medix_r1.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 # Tensors padded on the left (prompts are left-padded by TRL); every other per-row tensor is padded on the right.
@@ -54,7 +56,7 @@ _PROMPT_THEN_COMPLETION = frozenset({"token_type_ids", "mm_token_type_ids"})
 _BATCH_SCALARS = frozenset({"num_items_in_batch"})
 
 
-class DynamicSamplingExhausted(RuntimeError):
+class DynamicSamplingExhausted(UsageError, RuntimeError):
     """``max_tries`` rounds did not yield enough informative groups and ``on_exhausted="error"``."""
 
 
