@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medix_r1.data.loaders import iter_json_lines
+from medix_r1.errors import InputError
 from medix_r1.eval.phases import JudgeSettings
 
 DEFAULT_LABELS = Path(__file__).parent / "labels" / "judge_calibration.jsonl"
@@ -27,7 +28,7 @@ DEFAULT_LABELS = Path(__file__).parent / "labels" / "judge_calibration.jsonl"
 _LABELS = {1: 1, 0: 0, "1": 1, "0": 0, "correct": 1, "incorrect": 0, "yes": 1, "no": 0, "true": 1, "false": 0}
 
 
-class LabelFileError(ValueError):
+class LabelFileError(InputError, ValueError):
     """A row of the labels file is invalid (the message names the file, line and field)."""
 
 

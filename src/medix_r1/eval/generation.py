@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medix_r1.data.schema import Sample
+from medix_r1.errors import UsageError
 from medix_r1.eval.taskspec import PromptSpec
 from medix_r1.prompts import PromptTemplate, get_template
 
@@ -247,7 +248,7 @@ class TransformersGenerator(Generator):
         return "see the exception above (out of memory? a bad image for this processor?)"
 
 
-class GeneratorUnavailable(RuntimeError):
+class GeneratorUnavailable(UsageError, RuntimeError):
     """A generation backend cannot be used here (e.g. vLLM is not installed); the message says what to do."""
 
 

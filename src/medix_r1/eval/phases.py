@@ -39,6 +39,7 @@ from typing import Any
 from medix_r1 import __version__
 from medix_r1.aio import gather_or_cancel
 from medix_r1.data.schema import SampleError
+from medix_r1.errors import BudgetExceeded, MedixError, UsageError
 from medix_r1.eval.generation import _PLAIN, Generator, GenRequest, PromptOptions, build_messages
 from medix_r1.eval.judging import decide_exact, decide_mcq, eval_prompt
 from medix_r1.eval.registry import task_order
@@ -57,16 +58,16 @@ FINAL_JUDGE = frozenset({"exact", "ok", "injection", "unparseable"})
 RUN_SCHEMA = "medix-r1-eval-run/1"
 
 
-class EvalError(RuntimeError):
+class EvalError(MedixError, RuntimeError):
     """An eval run cannot go on; the message says why and what to do."""
 
 
-class ErrorBudgetExceeded(EvalError):
+class ErrorBudgetExceeded(EvalError, BudgetExceeded):
     """Too many requests failed (the generator or judge looks down). Finished samples are kept: rerun the
     same command once it is fixed."""
 
 
-class RunMismatch(EvalError):
+class RunMismatch(EvalError, UsageError):
     """The output folder holds results of another model or other settings."""
 
 

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from medix_r1.judge.openai_backend import DEFAULT_API_KEY_ENV, DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL
+from medix_r1.clients.openai import DEFAULT_API_KEY_ENV, DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL
+from medix_r1.errors import UsageError
 from medix_r1.registry import nearest
 
 COMPONENTS: tuple[str, ...] = ("accuracy_llm", "accuracy_embed", "modality", "format")
@@ -26,7 +27,7 @@ EMBED_SCORING = ("binary", "continuous")
 JUDGE_BACKENDS = ("openai", "local")
 
 
-class RewardConfigError(ValueError):
+class RewardConfigError(UsageError, ValueError):
     """A reward setting is unknown or invalid; the message names the key and how to fix it."""
 
 

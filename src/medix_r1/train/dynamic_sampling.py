@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 
+from medix_r1.errors import UsageError
 from medix_r1.train.rewards import count_into
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ _PROMPT_THEN_COMPLETION = frozenset({"token_type_ids", "mm_token_type_ids"})
 _BATCH_SCALARS = frozenset({"num_items_in_batch"})
 
 
-class DynamicSamplingExhausted(RuntimeError):
+class DynamicSamplingExhausted(UsageError, RuntimeError):
     """``max_tries`` rounds did not yield enough informative groups and ``on_exhausted="error"``."""
 
 

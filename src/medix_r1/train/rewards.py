@@ -21,10 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from medix_r1.errors import ServiceError
+
 log = logging.getLogger(__name__)
 
 
-class JudgeUnavailableError(RuntimeError):
+class JudgeUnavailableError(ServiceError, RuntimeError):
     """The reward's judge cannot answer at the start of training; the message says how to start one."""
 
 

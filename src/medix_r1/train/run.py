@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medix_r1.errors import UsageError
 from medix_r1.train.callbacks import (
     ConsoleProgressCallback,
     MetricsJsonlCallback,
@@ -47,7 +48,7 @@ METRICS_NAME = "metrics.jsonl"
 FINAL_NAME = "final"
 
 
-class TrainingOOMError(RuntimeError):
+class TrainingOOMError(UsageError, RuntimeError):
     """Training ran out of memory; the message lists the settings that lower memory use."""
 
 
