@@ -63,9 +63,21 @@ def test_answer_pointing_at_an_empty_option_is_a_bad_input(tmp_path):
 
 def test_medmcqa_original_release_json_lines_with_one_based_cop():
     """dev.json (JSON Lines in a .json file) failed as "not valid JSON"; its cop is 1-based."""
-    td = load("medmcqa", FIX / "medmcqa_original" / "dev.json")
-    assert [(s.id, s.answer, s.metadata["answer_letter"]) for s in td.samples] == [
-        ("dev-1", "Vitamin C", "B"), ("dev-2", "VI", "D")]
+    for path in (FIX / "medmcqa_original" / "dev.json", FIX / "medmcqa_original"):  # the file, or its folder
+        td = load("medmcqa", path)
+        assert [(s.id, s.answer, s.metadata["answer_letter"]) for s in td.samples] == [
+            ("dev-1", "Vitamin C", "B"), ("dev-2", "VI", "D")]
+
+
+def test_mcq_answer_text_matching_no_option_is_a_bad_input(tmp_path):
+    qa = tmp_path / "QA_information" / "Open-access"
+    qa.mkdir(parents=True)
+    (qa / "X.json").write_text(json.dumps([{"question_id": "X1", "question": "Q?", "gt_answer": "Mass",
+                                            "option_A": "Cyst", "option_B": "Normal", "image_path": "a.png",
+                                            "modality_type": "CT"}]))
+    td = load("omnimedvqa", tmp_path)
+    assert not td.samples and (td.issues[0].id, td.issues[0].field) == ("X1", "answer")
+    assert "matches none of the options" in td.issues[0].message
 
 
 def test_usmle_sa_reads_its_only_split_train_and_reports_the_row_count():
@@ -160,6 +172,23 @@ def test_slake_local_folder_with_imgs_unzipped(tmp_path):
     td = load("slake", tmp_path)
     assert td.samples[0].images[0] == tmp_path / "imgs" / "xmlab1" / "source.jpg"
     td.samples[0].load_images()
+
+
+def test_pmc_vqa_csv_file_with_figures_folder_and_medxpertqa_with_images_folder(tmp_path):
+    """A local copy as published, unzipped: test_2.csv passed as a file with figures/ beside it."""
+    pmc = tmp_path / "pmc"
+    pmc.mkdir()
+    shutil.copy(FIX / "pmc_vqa" / "test_2.csv", pmc / "test_2.csv")
+    with zipfile.ZipFile(FIX / "pmc_vqa" / "images_2.zip") as zf:
+        zf.extractall(pmc)
+    td = load("pmc_vqa", pmc / "test_2.csv")
+    assert td.n == 2 and td.samples[0].images == [pmc / "figures" / "PMC100_F1.jpg"]
+    mx = tmp_path / "mx"
+    shutil.copytree(FIX / "medxpertqa" / "MM", mx / "MM")
+    with zipfile.ZipFile(FIX / "medxpertqa" / "images.zip") as zf:
+        zf.extractall(mx)
+    s = load("medxpertqa_mm", mx).samples[0]
+    assert s.images == [mx / "images" / "MM-1-a.jpeg"] and s.load_images()
 
 
 def test_medxpertqa_mm_hub_route_attaches_images_zip(fake_hub, monkeypatch):

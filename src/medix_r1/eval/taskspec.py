@@ -73,6 +73,8 @@ class SourceSpec:
     hub: str | None = None
     config: str | list[str] | None = None
     split: str = "test"
+    split_aliases: list[str] = field(default_factory=list)
+    """Other names of the split in a release's own files (MedMCQA's original release calls it ``dev``)."""
     path: str | None = None
     """A local file or folder in the source's own format; it replaces the hub download."""
     files: str | None = None
