@@ -395,7 +395,7 @@ def test_three_of_four_bad_rows_never_show_as_a_clean_100(tmp_path, capsys):
     task.write_text("".join(json.dumps(r) + "\n" for r in rows))
     liver = "<thinking>t</thinking><answer>Liver</answer>"
     with StubChatServer(liver, model="policy") as pol:
-        rc, out, err = _cli(capsys, ["eval", "run", "--tasks", str(task), "--model", "policy", "--model-url",
+        rc, out, _err = _cli(capsys, ["eval", "run", "--tasks", str(task), "--model", "policy", "--model-url",
                                      pol.url, "--judge", "none", "--limit", "4", "--no-progress",
                                      "--output-dir", str(tmp_path / "run")])
     assert rc == 0
@@ -416,7 +416,7 @@ def test_empty_task_and_all_bad_task_are_errors(tmp_path, capsys):
     bad = tmp_path / "all_bad.jsonl"
     bad.write_text(json.dumps({"id": "b1", "question": "", "answer": "x"}) + "\n")
     for task, text in ((empty, "has no rows"), (bad, "all 1 rows of task all_bad are bad input")):
-        rc, out, err = _cli(capsys, ["eval", "run", "--tasks", str(task), "--model", "m", "--model-url",
+        rc, _out, err = _cli(capsys, ["eval", "run", "--tasks", str(task), "--model", "m", "--model-url",
                                      refused_url(), "--judge", "none", "--output-dir", str(tmp_path / task.stem)])
         assert rc == 2 and text in err and str(task) in err, err
     # every row bad at generation time (an image that is not there): results written, then exit 2
@@ -424,7 +424,7 @@ def test_empty_task_and_all_bad_task_are_errors(tmp_path, capsys):
     missing.write_text(json.dumps({"id": "m1", "question": "Which organ?", "answer": "Liver",
                                    "image": "nothere.png"}) + "\n")
     with StubChatServer(policy_reply, model="policy") as pol:
-        rc, out, err = _cli(capsys, ["eval", "run", "--tasks", str(missing), "--model", "policy", "--model-url",
+        rc, _out, err = _cli(capsys, ["eval", "run", "--tasks", str(missing), "--model", "policy", "--model-url",
                                      pol.url, "--judge", "none", "--no-progress", "--output-dir",
                                      str(tmp_path / "nothere")])
     assert rc == 2 and "no_images" in err and (tmp_path / "nothere" / "results.json").exists()
@@ -440,16 +440,16 @@ def test_eval_hints_name_eval_flags_and_eval_judge(tmp_path, capsys):
             "--no-progress"]
     with StubChatServer(policy_reply, model="policy") as pol:
         base += ["--model-url", pol.url]
-        rc, out, err = _cli(capsys, [*base, "--judge-url", refused_url(), "--output-dir", str(tmp_path / "a")])
+        rc, _out, err = _cli(capsys, [*base, "--judge-url", refused_url(), "--output-dir", str(tmp_path / "a")])
         assert rc == 3 and "--judge-url" in err and "Qwen/Qwen3-14B" in err and "Qwen3-4B" not in err
         with StubChatServer("I think the answer looks fine to me.", model="judge") as chatty:
-            rc, out, err = _cli(capsys, [*base, "--judge-url", chatty.url, "--judge-model", "judge",
+            rc, _out, err = _cli(capsys, [*base, "--judge-url", chatty.url, "--judge-model", "judge",
                                          "--output-dir", str(tmp_path / "b")])
         assert rc == 3 and "answers, but not with verdicts" in err and "running" not in err
         assert "--max-error-rate" in err and "--max-judge-error-rate" not in err
         with StubChatServer(judge_reply, model="judge") as failing:
             failing.fault = StubFault.http(500)
-            rc, out, err = _cli(capsys, [*base, "--judge-url", failing.url, "--judge-model", "judge",
+            rc, _out, err = _cli(capsys, [*base, "--judge-url", failing.url, "--judge-model", "judge",
                                          "--output-dir", str(tmp_path / "c")])
         assert rc == 3 and "--max-error-rate" in err and "--max-judge-error-rate" not in err
         assert "Qwen/Qwen3-14B" in err and "Qwen3-4B" not in err
@@ -458,11 +458,11 @@ def test_eval_hints_name_eval_flags_and_eval_judge(tmp_path, capsys):
 def test_generator_hints_name_generator_flags(tmp_path, capsys):
     """Issue 9: a missing eval model was "out of memory? a bad image?" with the budget's exit code 3; a wrong
     --model on a generator server said "pass --judge-model" and called the policy endpoint a judge."""
-    rc, out, err = _cli(capsys, ["eval", "run", "--tasks", CANONICAL, "--model", str(tmp_path / "no-such-model"),
+    rc, _out, err = _cli(capsys, ["eval", "run", "--tasks", CANONICAL, "--model", str(tmp_path / "no-such-model"),
                                  "--judge", "none", "--output-dir", str(tmp_path / "a")])
     assert rc == 2 and "--model" in err and "no-such-model" in err and "out of memory" not in err
     with StubChatServer(policy_reply, model="served-policy") as pol:
-        rc, out, err = _cli(capsys, ["eval", "generate", "--tasks", CANONICAL, "--model", "wrong-name",
+        rc, _out, err = _cli(capsys, ["eval", "generate", "--tasks", CANONICAL, "--model", "wrong-name",
                                      "--model-url", pol.url, "--output-dir", str(tmp_path / "b"), "--no-progress"])
     assert rc == 3 and "--model served-policy" in err and "wrong-name" in err
     assert "--judge-model" not in err and "judge" not in err.lower()
