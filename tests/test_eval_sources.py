@@ -282,3 +282,13 @@ def test_an_oversized_image_is_a_bad_input_and_the_phase_goes_on(monkeypatch, tm
                        progress=False)
         assert pol.request_count == 3  # only the text task's questions were sent
     assert res["tasks"]["vqa_rad"]["counts"]["bad_input"] == 3 and res["tasks"]["mmlu_anatomy"]["n"] == 3
+
+
+def test_pmc_vqa_paper_variant_reads_only_test_2_from_a_local_folder(tmp_path):
+    shutil.copy(FIX / "pmc_vqa" / "test_2.csv", tmp_path / "test_2.csv")
+    shutil.copy(FIX / "pmc_vqa" / "test.csv", tmp_path / "test.csv")
+    with zipfile.ZipFile(FIX / "pmc_vqa" / "images_2.zip") as zf:
+        zf.extractall(tmp_path)
+    td = load("pmc_vqa_hard", tmp_path, protocol="paper")
+    assert td.spec.source.hub == "sahalshajim/medix-eval-sets" and td.n == 2 and not td.issues
+    assert td.samples[0].options is None and td.samples[0].load_images()
