@@ -334,8 +334,9 @@ def build_judge(config: RewardConfig):
     jc = config.judge
     backend = make_backend(jc.backend, url=jc.url, model=jc.model, timeout=jc.timeout,
                            concurrency=jc.concurrency, max_retries=jc.max_retries, api_key_env=jc.api_key_env)
+    few_shot = jc.few_shot if jc.few_shot is not None else getattr(backend, "prefers_few_shot", False)
     prompt = get_prompt(jc.prompt) if jc.prompt else reward_prompt_for(
-        config.mode, few_shot=getattr(backend, "prefers_few_shot", False))
+        config.mode, few_shot=few_shot, guard=bool(config.injection_guard))
     cache = VerdictCache(jc.cache_path) if jc.cache else None
     # guard=False: the reward's guard runs once, in preparation (RewardSuite._prepare), not in the judge
     return Judge(backend, prompt, cache=cache, guard=False, max_error_rate=jc.max_error_rate,
