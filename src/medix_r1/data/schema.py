@@ -138,11 +138,16 @@ def load_image(img: ImageLike, field: str = "image") -> PIL.Image.Image:
             if not path.is_file():
                 raise SampleError(field, f"image file not found: {path}")
             out = Image.open(path)
+        elif callable(getattr(img, "read_bytes", None)):
+            # A lazy reference (a zip member, a cell of a hub table): read only now, when it is decoded.
+            out = Image.open(io.BytesIO(img.read_bytes()))
         else:
             raise SampleError(field, f"unsupported image value of type {type(img).__name__}")
         out.load()
         return out.convert("RGB") if out.mode != "RGB" else out
     except SampleError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        # DecompressionBombError (an image over PIL's pixel limit) is not an OSError: without it here one
+        # oversized image would abort a whole eval phase instead of failing its own sample.
         raise SampleError(field, f"cannot decode image {str(img)[:120]!r}: {exc}") from exc

@@ -75,6 +75,38 @@ class RewardStats:
         with self._lock:
             self.shortcuts.update(p.shortcut_reason for p in prepared if p.shortcut_reason)
 
+    def counts(self, reset: bool = False) -> dict[str, float]:
+        """Plain counts and sums since the last reset (no rates), so several processes' counts can be added:
+        ``reward/<c>/n``, ``.../none``, ``.../sum``, ``judge/<counter>``, ``reward/shortcut/<reason>``,
+        ``time/reward_*_s``. The training loop sums them over processes before it derives any rate."""
+        with self._lock:
+            out: dict[str, float] = {}
+            for c, r in self.components.items():
+                if r.n or r.none:
+                    out.update({f"reward/{c}/n": r.n, f"reward/{c}/none": r.none, f"reward/{c}/sum": r.total})
+            j = self.judge
+            if j.requests:
+                out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
+                            "judge/model_failures": j.model_failures, "judge/cache_hits": j.cache_hits,
+                            "judge/deduplicated": j.deduplicated, "judge/injections": j.injections,
+                            "judge/unparseable": j.by_status.get("unparseable", 0),
+                            "judge/timeouts": j.by_status.get("timeout", 0),
+                            "judge/errors": j.by_status.get("error", 0),
+                            "judge/latency_total_s": j.latency_total_s})
+            for k, n in self.shortcuts.items():
+                out[f"reward/shortcut/{k}"] = n
+            out["time/reward_embed_s"] = self.embed_seconds
+            out["time/reward_judge_s"] = self.judge_seconds
+            if reset:
+                self._reset()
+            return out
+
+    def _reset(self) -> None:
+        self.components = {c: _Running() for c in COMPONENTS}
+        self.judge = JudgeStats()
+        self.shortcuts = Counter()
+        self.embed_seconds = self.judge_seconds = 0.0
+
     def snapshot(self, reset: bool = False) -> dict[str, float]:
         """Flat metrics since the last reset: ``reward/<component>/mean``, ``.../none_frac``,
         ``judge/error_rate``, ``judge/cache_hit_rate``, ``judge/mean_latency_s``, ``judge/injections``,
@@ -100,10 +132,7 @@ class RewardStats:
             out["time/reward_embed_s"] = self.embed_seconds
             out["time/reward_judge_s"] = self.judge_seconds
             if reset:
-                self.components = {c: _Running() for c in COMPONENTS}
-                self.judge = JudgeStats()
-                self.shortcuts = Counter()
-                self.embed_seconds = self.judge_seconds = 0.0
+                self._reset()
             return out
 
 
