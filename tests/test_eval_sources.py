@@ -265,3 +265,30 @@ def test_unreadable_json_names_the_file(tmp_path):
     bad.write_text("[{oops")
     with pytest.raises(DataUnavailable, match=r"test\.json.*not valid JSON"):
         load("pubmedqa", bad)
+
+
+def test_an_oversized_image_is_a_bad_input_and_the_phase_goes_on(monkeypatch, tmp_path):
+    """A DecompressionBombError (not an OSError) escaped the phase's error handling and aborted it."""
+    import PIL.Image
+
+    from medix_r1.eval import run_eval
+    from medix_r1.eval.generation import openai_generator
+    from medix_r1.testing.openai_stub import StubChatServer
+
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 10)  # every 8x8 fixture image is now "oversized"
+    with StubChatServer(lambda messages, request=None: "<think>x</think><answer>no</answer>", model="p") as pol:
+        res = run_eval(["vqa_rad", "mmlu_anatomy"], openai_generator(pol.url, pol.model, max_retries=0, timeout=5),
+                       None, tmp_path / "out", data_dirs={"vqa_rad": FIX / "vqa_rad", "mmlu_anatomy": FIX / "mmlu"},
+                       progress=False)
+        assert pol.request_count == 3  # only the text task's questions were sent
+    assert res["tasks"]["vqa_rad"]["counts"]["bad_input"] == 3 and res["tasks"]["mmlu_anatomy"]["n"] == 3
+
+
+def test_pmc_vqa_paper_variant_reads_only_test_2_from_a_local_folder(tmp_path):
+    shutil.copy(FIX / "pmc_vqa" / "test_2.csv", tmp_path / "test_2.csv")
+    shutil.copy(FIX / "pmc_vqa" / "test.csv", tmp_path / "test.csv")
+    with zipfile.ZipFile(FIX / "pmc_vqa" / "images_2.zip") as zf:
+        zf.extractall(tmp_path)
+    td = load("pmc_vqa_hard", tmp_path, protocol="paper")
+    assert td.spec.source.hub == "sahalshajim/medix-eval-sets" and td.n == 2 and not td.issues
+    assert td.samples[0].options is None and td.samples[0].load_images()

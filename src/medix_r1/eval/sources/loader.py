@@ -97,7 +97,11 @@ def _local_tables(path: Path, spec: TaskSpec, config: str | None) -> tuple[list[
     folder = path / config if config and (path / config).is_dir() else path
     archive = _beside(path, src.archive)
     resolver = ImageResolver(path, src.image_root, archive)
-    files = glob_files(folder, src.files) if src.files else split_files(folder, _split_names(spec))
+    files = glob_files(folder, src.files) if src.files else []
+    if not files and src.local_files:
+        files = glob_files(folder, src.local_files)
+    if not files and not src.files:
+        files = split_files(folder, _split_names(spec))
     if files:
         return _path_tables(files), resolver
     if archive is not None and src.files_in_archive:
