@@ -88,13 +88,15 @@ class RewardStats:
             if j.requests:
                 out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
                             "judge/model_failures": j.model_failures, "judge/cache_hits": j.cache_hits,
-                            "judge/deduplicated": j.deduplicated, "judge/injections": j.injections,
+                            "judge/deduplicated": j.deduplicated,
                             "judge/unparseable": j.by_status.get("unparseable", 0),
                             "judge/timeouts": j.by_status.get("timeout", 0),
                             "judge/errors": j.by_status.get("error", 0),
                             "judge/latency_total_s": j.latency_total_s})
             for k, n in self.shortcuts.items():
                 out[f"reward/shortcut/{k}"] = n
+            # the guard's flags are decided in preparation (counted once, as a shortcut), never by the judge
+            out["judge/injections"] = self.shortcuts.get("injection", 0)
             out["time/reward_embed_s"] = self.embed_seconds
             out["time/reward_judge_s"] = self.judge_seconds
             if reset:
