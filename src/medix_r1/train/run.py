@@ -196,6 +196,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.models import load_policy
     from medix_r1.prompts import get_template
     from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
+    from medix_r1.train.launch import check_process_count, policy_device
     from medix_r1.train.model_setup import (
         apply_pixel_bounds,
         count_parameters,
@@ -205,6 +206,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.train.trainer import MedixGRPOTrainer
 
     t_start = time.time()
+    check_process_count()
     # 1. recipe and run folder
     recipe = load_recipe(recipe_or_path, overrides)
     out = resolve_output_dir(recipe, output_dir)
@@ -236,7 +238,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     kwargs = grpo_config_kwargs(recipe, out, rewards.weights)
     args = make_grpo_config(kwargs)
     _check_algorithm(recipe, args)
-    device = "cpu" if (args.fsdp or _zero3()) else str(args.device)
+    device = policy_device(args)
     policy = load_policy(recipe.model.name_or_path, trust_remote_code=recipe.model.trust_remote_code,
                          dtype=recipe.model.dtype, device=device)
     if policy.is_vlm:
@@ -311,15 +313,6 @@ def _check_algorithm(recipe: Recipe, args) -> None:
             check_batch_layout(args.per_device_train_batch_size, args.steps_per_generation, args.num_generations)
         except ValueError as exc:
             raise RecipeError(f"{recipe.source or recipe.name}: {exc}") from exc
-
-
-def _zero3() -> bool:
-    try:
-        from transformers.integrations import is_deepspeed_zero3_enabled
-
-        return bool(is_deepspeed_zero3_enabled())
-    except ImportError:
-        return False
 
 
 def _use_console_progress(trainer, enabled: bool) -> None:
