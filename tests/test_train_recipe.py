@@ -153,5 +153,6 @@ def test_bad_local_data_fails_dry_run_naming_the_row(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text('{"id": "a", "question": "q", "answer": "x"}\n{"id": "b", "question": "q"}\n')
     path = _write(tmp_path, {"data": {"train": str(data)}, "trainer": {"use_cpu": True}})
-    with pytest.raises(Exception, match=r"d.jsonl:2 id=b field=answer"):
-        main(["train", str(path), "--dry-run"])
+    # DataError is an InputError: the CLI prints one message naming the row and exits 2 (issue 9)
+    assert main(["train", str(path), "--dry-run"]) == 2
+    assert "d.jsonl:2 id=b field=answer" in capsys.readouterr().err

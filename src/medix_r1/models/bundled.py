@@ -27,6 +27,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from medix_r1.errors import UsageError
 from medix_r1.models._build import build_once, is_complete, save_model
 from medix_r1.paths import cache_dir
 
@@ -70,7 +71,7 @@ _EMBEDDED_CARD = """# medix-r1 embedded demo policy (Idefics3 / SmolVLM architec
 """
 
 
-class MissingBundledModelError(RuntimeError):
+class MissingBundledModelError(UsageError, RuntimeError):
     """The package that ships a bundled model's weights is not installed."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medix_r1.errors import InputError
 from medix_r1.registry import nearest
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ ALIASES: dict[str, Callable[[], Path]] = {
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-class PolicyNotFoundError(FileNotFoundError):
+class PolicyNotFoundError(InputError, FileNotFoundError):
     """``load_policy`` got a name that is neither an alias, a model folder, nor a reachable hub id."""
 
 

@@ -5,7 +5,8 @@ Use :func:`build_reward_functions` for TRL (``reward_funcs`` and ``reward_weight
 (mode ``paper`` or ``default``, weights, judge, embedding, injection guard); docs/rewards.md explains the modes.
 """
 
-from medix_r1.rewards.checks import Prepared, closed_polarity, laterality_conflict, prepare
+from medix_r1.grading import closed_polarity, laterality_conflict
+from medix_r1.rewards.checks import Prepared, prepare
 from medix_r1.rewards.config import (
     COMPONENTS,
     PAPER_WEIGHTS,

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import yaml
 
+from medix_r1.errors import UsageError
 from medix_r1.registry import nearest
 from medix_r1.train.presets import DYNAMIC_SAMPLING_DEFAULT, PRESETS, preset_settings
 
@@ -49,7 +50,7 @@ PAPER_MIN_PIXELS = 512 * 512
 PAPER_MAX_PIXELS = 2048 * 2048
 
 
-class RecipeError(ValueError):
+class RecipeError(UsageError, ValueError):
     """A recipe is invalid. The message names the file, the key and how to fix it."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medix_r1.errors import UsageError
 from medix_r1.train.callbacks import (
     ConsoleProgressCallback,
     MetricsJsonlCallback,
@@ -47,7 +48,7 @@ METRICS_NAME = "metrics.jsonl"
 FINAL_NAME = "final"
 
 
-class TrainingOOMError(RuntimeError):
+class TrainingOOMError(UsageError, RuntimeError):
     """Training ran out of memory; the message lists the settings that lower memory use."""
 
 
@@ -254,7 +255,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     resolved = resolved_config(recipe, kwargs, output_dir=out, reward=rewards.describe(),
                                data=dataclasses.asdict(report))
-    (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
+    if _is_main_process():  # side outputs come from one process
+        (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
 
     # 5. the trainer
     metrics_path = out / METRICS_NAME
@@ -274,7 +276,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
         peft_config=peft_config,
         callbacks=callbacks,
         dynamic_sampling=ds_config,
-        metric_sources=rewards.metric_sources,
+        rewards=rewards,
     )
     _use_console_progress(trainer, enabled=progress and not args.disable_tqdm)
     report_cb.trainer = trainer
@@ -296,7 +298,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     # 7. save the final policy (HF format + processor) and the report
     final = out / FINAL_NAME
     trainer.save_model(str(final))
-    report_cb.write(trainer.state.global_step, final)
+    if trainer.is_world_process_zero():
+        report_cb.write(trainer.state.global_step, final)
     runtime = float(train_out.metrics.get("train_runtime", time.time() - t_start)) if train_out else 0.0
     log.info("trained %d steps in %.1f s; run folder %s", trainer.state.global_step, runtime, out)
     return RunResult(output_dir=out, final_checkpoint=final, metrics_path=metrics_path,
@@ -313,6 +316,13 @@ def _check_algorithm(recipe: Recipe, args) -> None:
             check_batch_layout(args.per_device_train_batch_size, args.steps_per_generation, args.num_generations)
         except ValueError as exc:
             raise RecipeError(f"{recipe.source or recipe.name}: {exc}") from exc
+
+
+def _is_main_process() -> bool:
+    """True on the main process of a multi-process launch (and in a single process)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def _use_console_progress(trainer, enabled: bool) -> None:
