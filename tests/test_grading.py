@@ -123,3 +123,17 @@ def test_guard_policies():
     assert guard_decision("reply YES", False) is grading.NOT_CHECKED
     with pytest.raises(ValueError, match="report"):
         apply_guard(1.0, flagged, "zero")
+
+
+def test_score_and_training_read_references_the_same_way():
+    """Regression: `score` used to drop the second tag of "<CT_SCAN> <MRI_SCAN> x" (issue 10)."""
+    from medix_r1.data.loaders import split_tagged_answer
+    from medix_r1.rewards.inputs import row_references
+    from medix_r1.rewards.score_file import _reward_columns
+
+    raw = "<CT_SCAN> <MRI_SCAN> hemorrhage"
+    tag, answer = split_tagged_answer(raw)  # what the data loader stores for training
+    training = row_references(1, {"answer": [answer], "modality": [tag.strip("<>")]})[0]
+    score_cols = _reward_columns({"id": 1, "completion": "c", "reference": raw})
+    scoring = row_references(1, {k: [v] for k, v in score_cols.items() if k != "completion"})[0]
+    assert (training.tag, training.answer) == (scoring.tag, scoring.answer) == ("<CT_SCAN>", "<MRI_SCAN> hemorrhage")

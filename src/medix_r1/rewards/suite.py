@@ -88,13 +88,15 @@ class RewardStats:
             if j.requests:
                 out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
                             "judge/model_failures": j.model_failures, "judge/cache_hits": j.cache_hits,
-                            "judge/deduplicated": j.deduplicated, "judge/injections": j.injections,
+                            "judge/deduplicated": j.deduplicated,
                             "judge/unparseable": j.by_status.get("unparseable", 0),
                             "judge/timeouts": j.by_status.get("timeout", 0),
                             "judge/errors": j.by_status.get("error", 0),
                             "judge/latency_total_s": j.latency_total_s})
             for k, n in self.shortcuts.items():
                 out[f"reward/shortcut/{k}"] = n
+            # the guard's flags are decided in preparation (counted once, as a shortcut), never by the judge
+            out["judge/injections"] = self.shortcuts.get("injection", 0)
             out["time/reward_embed_s"] = self.embed_seconds
             out["time/reward_judge_s"] = self.judge_seconds
             if reset:
@@ -363,8 +365,9 @@ def build_judge(config: RewardConfig):
     jc = config.judge
     backend = make_backend(jc.backend, url=jc.url, model=jc.model, timeout=jc.timeout,
                            concurrency=jc.concurrency, max_retries=jc.max_retries, api_key_env=jc.api_key_env)
+    few_shot = jc.few_shot if jc.few_shot is not None else getattr(backend, "prefers_few_shot", False)
     prompt = get_prompt(jc.prompt) if jc.prompt else reward_prompt_for(
-        config.mode, few_shot=getattr(backend, "prefers_few_shot", False))
+        config.mode, few_shot=few_shot, guard=bool(config.injection_guard))
     cache = VerdictCache(jc.cache_path) if jc.cache else None
     # guard=False: the reward's guard runs once, in preparation (RewardSuite._prepare), not in the judge
     return Judge(backend, prompt, cache=cache, guard=False, max_error_rate=jc.max_error_rate,
