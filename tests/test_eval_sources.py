@@ -269,19 +269,32 @@ def test_unreadable_json_names_the_file(tmp_path):
 
 def test_an_oversized_image_is_a_bad_input_and_the_phase_goes_on(monkeypatch, tmp_path):
     """A DecompressionBombError (not an OSError) escaped the phase's error handling and aborted it."""
+    import io
+
     import PIL.Image
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from medix_r1.eval import run_eval
     from medix_r1.eval.generation import openai_generator
     from medix_r1.testing.openai_stub import StubChatServer
 
-    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 10)  # every 8x8 fixture image is now "oversized"
+    def png(side: int) -> bytes:
+        buf = io.BytesIO()
+        PIL.Image.new("RGB", (side, side), (50, 50, 50)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    rows = [{"image": {"bytes": png(side), "path": f"{side}.png"}, "question": f"is it {side}?", "answer": "no"}
+            for side in (8, 16, 8)]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "test-00000-of-00001.parquet")
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)  # 16x16 is over twice the limit, 8x8 is not
     with StubChatServer(lambda messages, request=None: "<think>x</think><answer>no</answer>", model="p") as pol:
-        res = run_eval(["vqa_rad", "mmlu_anatomy"], openai_generator(pol.url, pol.model, max_retries=0, timeout=5),
-                       None, tmp_path / "out", data_dirs={"vqa_rad": FIX / "vqa_rad", "mmlu_anatomy": FIX / "mmlu"},
-                       progress=False)
-        assert pol.request_count == 3  # only the text task's questions were sent
-    assert res["tasks"]["vqa_rad"]["counts"]["bad_input"] == 3 and res["tasks"]["mmlu_anatomy"]["n"] == 3
+        res = run_eval(["vqa_rad"], openai_generator(pol.url, pol.model, max_retries=0, timeout=5), None,
+                       tmp_path / "out", data_dirs={"vqa_rad": tmp_path}, progress=False)
+        assert pol.request_count == 2  # the oversized image was not sent; the others were
+    counts = res["tasks"]["vqa_rad"]["counts"]
+    assert counts["bad_input"] == 1 and res["tasks"]["vqa_rad"]["n"] == 3
 
 
 def test_pmc_vqa_paper_variant_reads_only_test_2_from_a_local_folder(tmp_path):
