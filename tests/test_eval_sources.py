@@ -24,12 +24,13 @@ def load(task: str, path=None, protocol: str = "default", **kw):
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    """Serve ``repo -> folder`` as hub repositories: file listing and (cached) downloads."""
+    """Serve ``repo -> folder`` as hub repositories: snapshots of a glob's files and single downloads."""
     repos: dict[str, Path] = {}
     calls: list[tuple[str, str]] = []
 
-    def list_files(repo):
-        return sorted(str(p.relative_to(repos[repo])) for p in repos[repo].rglob("*") if p.is_file())
+    def snapshot(repo, pattern):
+        calls.append((repo, pattern))
+        return repos[repo]
 
     def download(repo, filename):
         calls.append((repo, filename))
@@ -38,7 +39,7 @@ def fake_hub(monkeypatch):
             raise FileNotFoundError(f"{repo} has no {filename}")
         return path
 
-    monkeypatch.setattr(hub, "list_files", list_files)
+    monkeypatch.setattr(hub, "snapshot", snapshot)
     monkeypatch.setattr(hub, "download", download)
     repos["calls"] = calls  # type: ignore[assignment]
     return repos
@@ -212,6 +213,7 @@ def test_omnimedvqa_hub_zip_and_local_folder(fake_hub, tmp_path):
     """OmniMedVQA is one zip on the hub (foreverbeliever/OmniMedVQA); one file says `modality`."""
     fake_hub["foreverbeliever/OmniMedVQA"] = FIX / "omnimedvqa"
     td = load("omnimedvqa")
+    assert fake_hub["calls"] == [("foreverbeliever/OmniMedVQA", "*.zip")]
     by_id = {s.id: s for s in td.samples}
     assert set(by_id) == {"DermSet_0001", "FundusSet_0001"} and not td.issues
     assert by_id["FundusSet_0001"].modality == "<FUNDUS_PHOTOGRAPHY>"
@@ -305,3 +307,13 @@ def test_pmc_vqa_paper_variant_reads_only_test_2_from_a_local_folder(tmp_path):
     td = load("pmc_vqa_hard", tmp_path, protocol="paper")
     assert td.spec.source.hub == "sahalshajim/medix-eval-sets" and td.n == 2 and not td.issues
     assert td.samples[0].options is None and td.samples[0].load_images()
+
+
+def test_real_hub_client_offline_with_an_empty_cache_says_how_to_pass_a_local_copy(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # never the network
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for task in ("slake", "omnimedvqa"):  # a named file (hf_hub_download), a glob (snapshot_download)
+        with pytest.raises(DataUnavailable, match=rf"(?s)cannot download.*--data-dir {task}=PATH"):
+            load(task)
