@@ -144,7 +144,7 @@ def test_every_library_error_class_is_a_medix_error_with_its_builtin_base():
     carry the exit code of their kind."""
     from medix_r1.data.loaders import DataError
     from medix_r1.errors import BudgetExceeded, MedixError, UsageError
-    from medix_r1.eval.phases import ErrorBudgetExceeded, RunMismatch
+    from medix_r1.eval.rundir import ErrorBudgetExceeded, RunMismatch
     from medix_r1.eval.sources import DataUnavailable
     from medix_r1.eval.taskspec import TaskConfigError
     from medix_r1.judge.base import BackendError, JudgeErrorBudgetExceeded

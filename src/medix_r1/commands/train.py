@@ -69,6 +69,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
+    from medix_r1.train.run import _is_main_process
+
+    if not _is_main_process():  # one summary per run, not one per process
+        return 0
     rows = result.metrics()
     print(f"run folder:   {result.output_dir}")
     print(f"final policy: {result.final_checkpoint}")

@@ -197,6 +197,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.models import load_policy
     from medix_r1.prompts import get_template
     from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
+    from medix_r1.train.launch import check_process_count, policy_device
     from medix_r1.train.model_setup import (
         apply_pixel_bounds,
         count_parameters,
@@ -206,6 +207,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.train.trainer import MedixGRPOTrainer
 
     t_start = time.time()
+    check_process_count()
     # 1. recipe and run folder
     recipe = load_recipe(recipe_or_path, overrides)
     out = resolve_output_dir(recipe, output_dir)
@@ -237,7 +239,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     kwargs = grpo_config_kwargs(recipe, out, rewards.weights)
     args = make_grpo_config(kwargs)
     _check_algorithm(recipe, args)
-    device = "cpu" if (args.fsdp or _zero3()) else str(args.device)
+    device = policy_device(args)
     policy = load_policy(recipe.model.name_or_path, trust_remote_code=recipe.model.trust_remote_code,
                          dtype=recipe.model.dtype, device=device)
     if policy.is_vlm:
@@ -253,7 +255,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     resolved = resolved_config(recipe, kwargs, output_dir=out, reward=rewards.describe(),
                                data=dataclasses.asdict(report))
-    (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
+    if _is_main_process():  # side outputs come from one process
+        (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
 
     # 5. the trainer
     metrics_path = out / METRICS_NAME
@@ -273,7 +276,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
         peft_config=peft_config,
         callbacks=callbacks,
         dynamic_sampling=ds_config,
-        metric_sources=rewards.metric_sources,
+        rewards=rewards,
     )
     _use_console_progress(trainer, enabled=progress and not args.disable_tqdm)
     report_cb.trainer = trainer
@@ -295,7 +298,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     # 7. save the final policy (HF format + processor) and the report
     final = out / FINAL_NAME
     trainer.save_model(str(final))
-    report_cb.write(trainer.state.global_step, final)
+    if trainer.is_world_process_zero():
+        report_cb.write(trainer.state.global_step, final)
     runtime = float(train_out.metrics.get("train_runtime", time.time() - t_start)) if train_out else 0.0
     log.info("trained %d steps in %.1f s; run folder %s", trainer.state.global_step, runtime, out)
     return RunResult(output_dir=out, final_checkpoint=final, metrics_path=metrics_path,
@@ -314,13 +318,11 @@ def _check_algorithm(recipe: Recipe, args) -> None:
             raise RecipeError(f"{recipe.source or recipe.name}: {exc}") from exc
 
 
-def _zero3() -> bool:
-    try:
-        from transformers.integrations import is_deepspeed_zero3_enabled
+def _is_main_process() -> bool:
+    """True on the main process of a multi-process launch (and in a single process)."""
+    from accelerate import PartialState
 
-        return bool(is_deepspeed_zero3_enabled())
-    except ImportError:
-        return False
+    return PartialState().is_main_process
 
 
 def _use_console_progress(trainer, enabled: bool) -> None:
