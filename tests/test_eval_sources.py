@@ -207,6 +207,9 @@ def test_medxpertqa_mm_hub_route_attaches_images_zip(fake_hub, monkeypatch):
     td = load("medxpertqa_mm")
     assert seen == [("TsinghuaC3I/MedXpertQA", "MM", "test")]
     assert td.samples[0].images[0].member == "images/MM-1-a.jpeg" and td.samples[0].load_images()
+    rows = [json.loads(line) for line in (FIX / "medxpertqa" / "Text" / "test.jsonl").read_text().splitlines()]
+    fake_hub["calls"].clear()
+    assert load("medxpertqa_text").n == 1 and not fake_hub["calls"]  # the text task fetches no image archive
 
 
 def test_omnimedvqa_hub_zip_and_local_folder(fake_hub, tmp_path):
