@@ -320,3 +320,13 @@ def test_real_hub_client_offline_with_an_empty_cache_says_how_to_pass_a_local_co
     for task in ("slake", "omnimedvqa"):  # a named file (hf_hub_download), a glob (snapshot_download)
         with pytest.raises(DataUnavailable, match=rf"(?s)cannot download.*--data-dir {task}=PATH"):
             load(task)
+
+
+def test_limit_stops_reading_inside_a_zip(monkeypatch):
+    from medix_r1.eval.sources.archives import ZipTree
+
+    read = []
+    real = ZipTree.read
+    monkeypatch.setattr(ZipTree, "read", lambda self, member: read.append(member) or real(self, member))
+    assert load("omnimedvqa", FIX / "omnimedvqa" / "OmniMedVQA.zip", limit=1).n == 1
+    assert read == ["OmniMedVQA/QA_information/Open-access/DermSet.json"]  # the second file was never read
