@@ -71,7 +71,12 @@ def _zip_tables(zip_path: Path, spec: TaskSpec) -> list[_Table]:
     if not members:
         what = spec.source.files or f"a file of split {spec.source.split!r}"
         raise DataUnavailable(f"task {spec.name}: found no {what} inside {zip_path}", where=str(zip_path))
-    return [_Table(f"{zip_path}!/{m}", read_table(m, data=tree.read(m))) for m in members]
+    return [_Table(f"{zip_path}!/{m}", _member_rows(tree, m)) for m in members]
+
+
+def _member_rows(tree: ZipTree, member: str) -> Iterator[dict]:
+    # A generator, so a member is read only when its rows are reached (not at all past --limit).
+    yield from read_table(member, data=tree.read(member))
 
 
 def _path_tables(files: list[Path]) -> list[_Table]:
@@ -97,7 +102,11 @@ def _local_tables(path: Path, spec: TaskSpec, config: str | None) -> tuple[list[
     folder = path / config if config and (path / config).is_dir() else path
     archive = _beside(path, src.archive)
     resolver = ImageResolver(path, src.image_root, archive)
-    files = glob_files(folder, src.files) if src.files else split_files(folder, _split_names(spec))
+    files = glob_files(folder, src.files) if src.files else []
+    if not files and src.local_files:
+        files = glob_files(folder, src.local_files)
+    if not files and not src.files:
+        files = split_files(folder, _split_names(spec))
     if files:
         return _path_tables(files), resolver
     if archive is not None and src.files_in_archive:
