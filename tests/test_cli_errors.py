@@ -315,3 +315,14 @@ def test_demo_completions_writes_the_named_file(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and {r["kind"] for r in rows} == {"right", "wrong", "malformed", "no-reasoning",
                                                             "injection"}
+
+
+def test_ctrl_c_in_train_says_to_resume(capsys):
+    import argparse
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    assert cli.run_command(interrupted, argparse.Namespace(command="train")) == EXIT_INTERRUPTED
+    err = _errors(capsys)
+    assert "finished work is kept" in err and "--resume" in err
