@@ -326,3 +326,17 @@ def test_ctrl_c_in_train_says_to_resume(capsys):
     assert cli.run_command(interrupted, argparse.Namespace(command="train")) == EXIT_INTERRUPTED
     err = _errors(capsys)
     assert "finished work is kept" in err and "--resume" in err
+
+
+def test_behind_a_proxy_the_proxy_is_probed(monkeypatch):
+    """huggingface_hub reaches the hub through HTTPS_PROXY: a direct connection failing says nothing then."""
+    for var in ("https_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        # a hub host that cannot be resolved: only the proxy makes it reachable
+        assert cli.hub_reachable("https://hub.invalid") is True
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    assert cli.hub_reachable("https://hub.invalid") is False

@@ -119,6 +119,11 @@ def hub_reachable(endpoint: str | None = None, timeout: float = HUB_PROBE_TIMEOU
     """One TCP connection to the hub's host, given at most ``timeout`` seconds in all (name lookup included:
     ``getaddrinfo`` has no timeout of its own, so the probe runs in a daemon thread)."""
     parts = urlsplit(endpoint or hub_endpoint())
+    # Behind a proxy the hub is reached through it (huggingface_hub honours the proxy variables): probe that.
+    proxy = next((os.environ[v] for v in (f"{parts.scheme}_proxy", f"{parts.scheme.upper()}_PROXY", "all_proxy",
+                                          "ALL_PROXY") if os.environ.get(v)), None)
+    if proxy and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     host = parts.hostname
     if not host:
         return False
