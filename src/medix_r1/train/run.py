@@ -197,6 +197,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.models import load_policy
     from medix_r1.prompts import get_template
     from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
+    from medix_r1.train.launch import check_process_count, policy_device
     from medix_r1.train.model_setup import (
         apply_pixel_bounds,
         count_parameters,
@@ -206,6 +207,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.train.trainer import MedixGRPOTrainer
 
     t_start = time.time()
+    check_process_count()
     # 1. recipe and run folder
     recipe = load_recipe(recipe_or_path, overrides)
     out = resolve_output_dir(recipe, output_dir)
@@ -237,7 +239,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     kwargs = grpo_config_kwargs(recipe, out, rewards.weights)
     args = make_grpo_config(kwargs)
     _check_algorithm(recipe, args)
-    device = "cpu" if (args.fsdp or _zero3()) else str(args.device)
+    device = policy_device(args)
     policy = load_policy(recipe.model.name_or_path, trust_remote_code=recipe.model.trust_remote_code,
                          dtype=recipe.model.dtype, device=device)
     if policy.is_vlm:
@@ -321,15 +323,6 @@ def _is_main_process() -> bool:
     from accelerate import PartialState
 
     return PartialState().is_main_process
-
-
-def _zero3() -> bool:
-    try:
-        from transformers.integrations import is_deepspeed_zero3_enabled
-
-        return bool(is_deepspeed_zero3_enabled())
-    except ImportError:
-        return False
 
 
 def _use_console_progress(trainer, enabled: bool) -> None:
