@@ -340,3 +340,22 @@ def test_behind_a_proxy_the_proxy_is_probed(monkeypatch):
         assert cli.hub_reachable("https://hub.invalid") is True
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_closed_port()}")
     assert cli.hub_reachable("https://hub.invalid") is False
+
+
+def test_every_command_help_renders(capsys):
+    """`--help` of every (sub)command formats: a stray % in a help text or a bad metavar breaks only there."""
+    import argparse
+
+    def walk(parser, name):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    yield from walk(subparser, f"{name} {sub}")
+
+    names = []
+    for name, parser in walk(cli.build_parser(), "medix-r1"):
+        text = parser.format_help()
+        assert text.startswith("usage: ") and "-v, --verbose" in text, name
+        names.append(name)
+    assert {"medix-r1 data validate", "medix-r1 train", "medix-r1 eval run"} <= set(names)
