@@ -64,6 +64,14 @@ def test_split_with_no_rows_names_the_split(tmp_path, capsys):
     assert "split 'test'" in err and "--split" in err
 
 
+def test_split_on_a_single_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"id": "a", "question": "q", "answer": "x"}) + "\n")
+    assert main(["data", "validate", str(path), "--split", "test"]) == EXIT_USAGE
+    err = _errors(capsys)
+    assert str(path) in err and "--split test" in err and "drop --split" in err
+
+
 def test_empty_folder_is_an_input_error(tmp_path, capsys):
     assert main(["data", "validate", str(tmp_path)]) == EXIT_USAGE
     assert str(tmp_path) in _errors(capsys)
@@ -115,8 +123,10 @@ def test_output_folder_that_cannot_be_created_is_named(tmp_path, capsys):
     blocker = tmp_path / "taken"
     blocker.write_text("a file, not a folder")
     assert main(["data", "show", "--n", "1", "--out", str(blocker / "thumbs")]) == EXIT_USAGE
-    err = _errors(capsys)
-    assert str(blocker) in err and "fix:" in err
+    captured = capsys.readouterr()
+    _no_traceback(captured.err)
+    assert str(blocker) in captured.err and "fix:" in captured.err
+    assert captured.out == ""  # found before any prompt was rendered
 
 
 # --------------------------------------------------------------------------------------------- run_command
