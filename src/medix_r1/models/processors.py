@@ -153,7 +153,7 @@ def apply_pixel_bounds(processor: Any, min_pixels: int | None, max_pixels: int |
     if max_pixels is not None and hasattr(ip, "max_pixels"):
         ip.max_pixels = max_pixels
     size = getattr(ip, "size", None)
-    if isinstance(size, dict) and "shortest_edge" in size and "longest_edge" in size:
+    if isinstance(size, dict):  # transformers 4.x and saved configs: a plain dict
         new = dict(size)
         if min_pixels is not None:
             new["shortest_edge"] = min_pixels
@@ -163,3 +163,8 @@ def apply_pixel_bounds(processor: Any, min_pixels: int | None, max_pixels: int |
             ip.size = new
         except Exception:  # noqa: BLE001 - some processors freeze their size; the dataset bounds still apply
             logger.debug("could not set %s.size", type(ip).__name__)
+    elif hasattr(size, "shortest_edge") and hasattr(size, "longest_edge"):  # transformers 5: a SizeDict
+        if min_pixels is not None:
+            size.shortest_edge = min_pixels
+        if max_pixels is not None:
+            size.longest_edge = max_pixels

@@ -14,6 +14,7 @@ restore it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -96,16 +97,31 @@ def _accelerate_default_config() -> Path | None:
     return path if path.is_file() else None
 
 
-def grpo_config_for(kwargs: dict[str, Any], num_processes: int):
-    """``GRPOConfig(**kwargs)`` as it is built in a launch of ``num_processes`` processes: TRL derives the
-    generation batch from ``world_size`` and checks its divisibility rules against it."""
+# What a launcher (torchrun, accelerate launch) sets; GRPOConfig would try to join that process group.
+_LAUNCH_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextlib.contextmanager
+def _one_process_env():
+    saved = {k: os.environ.pop(k) for k in _LAUNCH_ENV if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def grpo_config_for(kwargs: dict[str, Any], num_processes: int | None = None):
+    """``GRPOConfig(**kwargs)``; with ``num_processes`` (a check, not a run), built in this one process as a
+    launch of that many processes builds it: TRL derives the generation batch from ``world_size`` and
+    checks its divisibility rules against it."""
     from trl import GRPOConfig
 
-    if num_processes == 1:
+    if num_processes is None:
         return GRPOConfig(**kwargs)
     cls = type("GRPOConfigForLayout", (GRPOConfig,), {"world_size": property(lambda self: num_processes),
                                                        "__module__": __name__})
-    return cls(**kwargs)
+    with _one_process_env():
+        return cls(**kwargs)
 
 
 def batch_layout(args, num_processes: int, source: str) -> BatchLayout:

@@ -99,7 +99,7 @@ def make_grpo_config(kwargs: dict[str, Any], *, validate_only: bool = False, num
     if validate_only and not _accelerator_available() and not kw.get("use_cpu"):
         kw["use_cpu"] = True  # a GPU recipe is checked here, it will run elsewhere
     try:
-        return grpo_config_for(kw, num_processes if validate_only else 1)
+        return grpo_config_for(kw, num_processes if validate_only else None)
     except (ValueError, TypeError) as exc:
         raise RecipeError("trainer settings rejected by trl.GRPOConfig"
                           + (f" for {num_processes} processes" if validate_only and num_processes > 1 else "")
