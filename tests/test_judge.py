@@ -71,7 +71,7 @@ def test_prompts_delimit_truncate_and_version():
     assert "Which organ?" in user
     paper = get_prompt("reward-paper").build(JudgeRequest("Liver", "liver", "Which organ?"))
     assert "Which organ?" not in json.dumps(paper)  # paper mode: the judge sees no question
-    assert get_prompt("reward-paper").key == "reward-paper@1"
+    assert get_prompt("reward-paper").key == "reward-paper@2"
     assert truncate("abc", 10) == "abc" and delimit("a", "t") == "<t>\na\n</t>"
     with pytest.raises(UnknownNameError, match="reward-default"):
         get_prompt("reward-defualt")
@@ -232,7 +232,8 @@ def test_error_budget_stops_with_a_clear_message():
         with pytest.raises(JudgeErrorBudgetExceeded) as err:
             judge.judge(reqs)
         msg = str(err.value)
-        assert "above the budget of 20.0%" in msg and "error" in msg and "vllm serve" in msg
+        assert "of the last" in msg and "the budget is 20.0%" in msg and "(error " in msg and "vllm serve" in msg
+        assert err.value.exit_code == 3
         assert server.request_count < 200  # it stopped early instead of hammering a broken server
 
 
@@ -242,6 +243,25 @@ def test_budget_tolerates_rare_failures():
         judge = Judge(backend_for(server, max_retries=0, concurrency=1), max_error_rate=0.2, concurrency=1)
         v = judge.judge([JudgeRequest("Liver", f"answer {i}") for i in range(50)])
     assert sum(x.status == "error" for x in v) == 5 and judge.stats.error_rate == pytest.approx(0.1)
+
+
+def test_budget_counts_model_calls_only_and_sees_an_outage_after_many_good_verdicts(tmp_path):
+    # Regression (issue 10): the lifetime rate counted cache hits and duplicates, and 200 failures after
+    # 2,000 good verdicts read as 9.1%, under a 10% budget.
+    cache = VerdictCache(tmp_path / "v.sqlite")
+    good = [JudgeRequest("Liver", f"answer {i}") for i in range(60)]
+    with StubChatServer("YES") as server:
+        judge = Judge(backend_for(server, max_retries=0), cache=cache, max_error_rate=0.1, error_window=50,
+                      guard=False)
+        for _ in range(40):  # 60 model calls, then 2,340 cache hits and duplicates: no model call
+            judge.judge(good + good[:1])
+        assert server.request_count == 60 and judge.budget.total_calls == 60
+    with StubChatServer("YES", faults=[StubFault.http(500)] * 1000) as server:
+        judge.backend = backend_for(server, max_retries=0, concurrency=1)
+        judge.concurrency = 1
+        with pytest.raises(JudgeErrorBudgetExceeded, match="6 of the last 50 calls failed"):
+            judge.judge([JudgeRequest("Liver", f"new {i}") for i in range(30)])
+        assert server.request_count == 6  # 44 good + 6 failed: 12% > 10%, stopped at once
 
 
 # ------------------------------------------------------------------------------------------------ cache

@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from medix_r1.grading import closed_polarity, laterality_conflict, sides
 from medix_r1.judge import JudgeErrorBudgetExceeded
 from medix_r1.rewards import (
     COMPONENTS,
@@ -17,7 +18,6 @@ from medix_r1.rewards import (
     completion_texts,
     score_completions,
 )
-from medix_r1.rewards.checks import closed_polarity, laterality_conflict, sides
 from medix_r1.testing import StubChatServer, refused_url
 
 
@@ -72,27 +72,29 @@ def test_completion_texts_handles_both_trl_formats():
 
 
 # ------------------------------------------------------------------------------------------------ format
+# (completion, default-mode format, paper-mode format). Paper mode reads the release's way: <think> is not
+# <thinking>, and a second answer block still matches the release's pattern.
 FORMAT_CASES = [
-    (GOOD, 1.0),
-    ("<CT_SCAN>\n<thinking>\nreasoning\n</thinking>\n\n<answer>\nLiver\n</answer>\n", 1.0),
-    ("<CT_SCAN><think>r</think><answer>Liver</answer>", 1.0),            # <think> is accepted
-    ("<CT_SCAN><thinking>r</thinking><answer>Liver</answer> Hope this helps", 0.0),
-    ("<CT_SCAN><answer>Liver</answer>", 0.0),                            # no reasoning
-    ("<CT_SCAN><thinking>r</thinking>", 0.0),                            # no answer
-    ("<CT_SCAN><thinking>r</thinking>so<answer>Liver</answer>", 0.0),    # text between blocks
-    ("<CT_SCAN><thinking>r<answer>Liver</answer>", 0.0),                 # reasoning never closed
-    ("<CT_SCAN><thinking>a</thinking><answer>b</answer><answer>c</answer>", 0.0),
-    ("<CT_SCAN><answer>Liver</answer><thinking>r</thinking>", 0.0),      # wrong order
-    ("", 0.0),
-    ("Liver", 0.0),
+    (GOOD, 1.0, 1.0),
+    ("<CT_SCAN>\n<thinking>\nreasoning\n</thinking>\n\n<answer>\nLiver\n</answer>\n", 1.0, 1.0),
+    ("<CT_SCAN><think>r</think><answer>Liver</answer>", 1.0, 0.0),            # <think> is accepted
+    ("<CT_SCAN><thinking>r</thinking><answer>Liver</answer> Hope this helps", 0.0, 0.0),
+    ("<CT_SCAN><answer>Liver</answer>", 0.0, 0.0),                            # no reasoning
+    ("<CT_SCAN><thinking>r</thinking>", 0.0, 0.0),                            # no answer
+    ("<CT_SCAN><thinking>r</thinking>so<answer>Liver</answer>", 0.0, 0.0),    # text between blocks
+    ("<CT_SCAN><thinking>r<answer>Liver</answer>", 0.0, 0.0),                 # reasoning never closed
+    ("<CT_SCAN><thinking>a</thinking><answer>b</answer><answer>c</answer>", 0.0, 1.0),
+    ("<CT_SCAN><answer>Liver</answer><thinking>r</thinking>", 0.0, 0.0),      # wrong order
+    ("", 0.0, 0.0),
+    ("Liver", 0.0, 0.0),
 ]
 
 
 @pytest.mark.parametrize("mode", ["paper", "default"])
 def test_format_reward(mode):
     suite = RewardSuite(config_for(mode=mode, components=["format"]))
-    texts = [t for t, _ in FORMAT_CASES]
-    assert suite.format(completions=texts) == [s for _, s in FORMAT_CASES]
+    texts = [c[0] for c in FORMAT_CASES]
+    assert suite.format(completions=texts) == [c[2] if mode == "paper" else c[1] for c in FORMAT_CASES]
 
 
 # ------------------------------------------------------------------------------------------------ modality
@@ -201,7 +203,7 @@ def test_judge_failure_gives_none_not_zero():
 
 def test_judge_outage_stops_training_with_budget():
     suite = RewardSuite(config_for(None, judge={"max_error_rate": 0.1}))
-    with pytest.raises(JudgeErrorBudgetExceeded, match="judge error rate"):
+    with pytest.raises(JudgeErrorBudgetExceeded, match="calls failed"):
         run(suite.aaccuracy_llm, completions=["<answer>pneumonia</answer>"] * 30,
             answer=[f"Consolidation {i}" for i in range(30)])
 
@@ -276,7 +278,9 @@ def test_score_completions_rows(judge_server, embedder):
     out = score_completions(rows, cfg, details=True)
     assert [r["format"] for r in out] == [1.0, 1.0]
     assert [r["accuracy_llm"] for r in out] == [1.0, 0.0]
-    assert out[0]["modality"] is None and out[0]["total"] is None  # not asked for -> null, total needs all four
+    assert out[0]["modality"] is None  # not asked for -> null
+    # the total is the weighted mean over the requested components that apply (rewards/total.py)
+    assert out[0]["total"] == pytest.approx(1.0) and out[1]["total"] == pytest.approx(0.1 / (0.1 + 0.5175))
     assert out[1]["details"]["judge_status"] == "ok" and out[0]["details"]["shortcut"] == "exact"
 
 

@@ -35,6 +35,19 @@ class MedixError(Exception):
             text += f"\n  fix: {self.fix}"
         return text
 
+    def __reduce__(self):
+        # Errors cross process boundaries (DataLoader workers, datasets.map, accelerate ranks). The default
+        # pickling calls ``cls(*args)``, which fails for subclasses whose __init__ takes other arguments
+        # (SampleError(field, message), TaskConfigError(file, key, message)); rebuild without calling it.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls, args, state):
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class UsageError(MedixError):
     """A wrong flag, recipe key, name or value (exit 2)."""

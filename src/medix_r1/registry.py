@@ -10,10 +10,12 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from medix_r1.errors import UsageError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UsageError, KeyError):
     def __str__(self) -> str:  # KeyError repr-quotes its message; show it plainly
         return str(self.args[0])
 

@@ -4,4 +4,4 @@ Keep the logic out of here: a command wires library functions together so tests 
 """
 
 # Order is the order shown in `medix-r1 --help`.
-COMMAND_MODULES = ("data", "score", "train", "eval", "demo")
+COMMAND_MODULES = ("data", "score", "train", "eval", "demo", "app", "review")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
+
+from medix_r1.errors import InputError
 
 _PATH_HELP = ("a data source: a .jsonl/.json/.parquet file, a folder of <split>.jsonl files, a "
               "datasets.save_to_disk folder, or a hub dataset id (needs network). Default: the bundled demo data")
@@ -28,13 +30,13 @@ def register(subparsers) -> None:
         description="Load every row and decode every image; print every problem, one per line, as\n"
                     "  FILE:ROW id=ID field=FIELD: message\n"
                     "(ROW is the line number for JSONL, the 0-based index for tables), then a summary.\n"
-                    "Exit status: 0 all rows good, 1 some rows bad, 2 the source cannot be read.",
+                    "Exit status: 0 all rows good, 1 some rows bad, 2 the source cannot be read or has no rows.",
         epilog=_FORMATS + "\n\nExample: medix-r1 data validate my_data/train.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("path", nargs="?", help=_PATH_HELP)
     v.add_argument("--split", help="only this split (a <split>.jsonl file or a DatasetDict key)")
     v.add_argument("--no-images", action="store_true", help="skip decoding images (faster; misses bad images)")
-    v.set_defaults(func=cmd_validate)
+    v.set_defaults(func=cmd_validate, uses_hub=_uses_hub)
 
     s = sub.add_parser(
         "stats", help="counts by modality, answer type, source, split, with/without image",
@@ -44,7 +46,7 @@ def register(subparsers) -> None:
     s.add_argument("path", nargs="?", help=_PATH_HELP)
     s.add_argument("--split", help="only this split")
     s.add_argument("--json", action="store_true", help="print the counts as JSON instead of tables")
-    s.set_defaults(func=cmd_stats)
+    s.set_defaults(func=cmd_stats, uses_hub=_uses_hub)
 
     sh = sub.add_parser(
         "show", help="print rendered prompts for a few samples and save their thumbnails",
@@ -57,7 +59,7 @@ def register(subparsers) -> None:
     sh.add_argument("--images-only", action="store_true", help="only samples that have an image")
     sh.add_argument("--template", default="medix", help="prompt template name (default medix)")
     sh.add_argument("--out", default="data-show", help="folder for thumbnails (default ./data-show)")
-    sh.set_defaults(func=cmd_show)
+    sh.set_defaults(func=cmd_show, uses_hub=_uses_hub)
 
     b = sub.add_parser(
         "build", help="rebuild the bundled demo data (deterministic)",
@@ -66,9 +68,9 @@ def register(subparsers) -> None:
                     "every run; the default target is the package's data/bundled folder.",
         epilog="Example: medix-r1 data build --out /tmp/bundled && medix-r1 data validate /tmp/bundled")
     b.add_argument("--out", help="output folder (default: the package's bundled data folder)")
-    b.set_defaults(func=cmd_build)
+    b.set_defaults(func=cmd_build, uses_hub=False)
 
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1], uses_hub=False)
 
 
 def _source(args):
@@ -77,38 +79,48 @@ def _source(args):
     return args.path or BUNDLED_DIR
 
 
+def _uses_hub(args) -> bool:
+    """Only a hub dataset id needs the model hub: skip the hub probe for local paths and the bundled data."""
+    path = getattr(args, "path", None)
+    return bool(path) and not os.path.exists(path)
+
+
+def _no_rows(source, split) -> InputError:
+    where = f"{source} (split {split!r})" if split else str(source)
+    fix = ("check --split: it names a <split>.jsonl file or a DatasetDict key" if split else
+           "check that this is the right file; rows are one JSON object per line (`medix-r1 data validate "
+           "--help` shows the row layouts)")
+    return InputError("no rows found (an empty file or folder)", where=where, fix=fix)
+
+
 def cmd_validate(args) -> int:
-    from medix_r1.data.loaders import DataError, RowIssue, iter_samples
+    from medix_r1.data.loaders import RowIssue, iter_samples
 
     source = _source(args)
     ok = bad = 0
     files: set[str] = set()
-    try:
-        for file, _n, item in iter_samples(source, split=args.split, check_images=not args.no_images):
-            files.add(file)
-            if isinstance(item, RowIssue):
-                bad += 1
-                print(item)
-            else:
-                ok += 1
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    for file, _n, item in iter_samples(source, split=args.split, check_images=not args.no_images):
+        files.add(file)
+        if isinstance(item, RowIssue):
+            bad += 1
+            print(item)
+        else:
+            ok += 1
+    if ok + bad == 0:
+        raise _no_rows(source, args.split)
     status = "OK" if bad == 0 else "FAILED"
     print(f"{status}: {ok} good row(s), {bad} bad row(s) in {len(files)} file(s) of {source}")
     return 0 if bad == 0 else 1
 
 
 def cmd_stats(args) -> int:
-    from medix_r1.data.loaders import DataError, load_samples
+    from medix_r1.data.loaders import load_samples
     from medix_r1.data.stats import compute_stats, format_stats
 
     source = _source(args)
-    try:
-        res = load_samples(source, split=args.split, on_error="skip")
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    res = load_samples(source, split=args.split, on_error="skip")
+    if not res.samples and not res.issues:
+        raise _no_rows(source, args.split)
     stats = compute_stats(res.samples)
     stats["bad_rows_skipped"] = res.skipped
     if args.json:
@@ -121,18 +133,22 @@ def cmd_stats(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from medix_r1.data.loaders import DataError, load_samples
+    from medix_r1.data.loaders import load_samples
     from medix_r1.data.stats import render_preview, save_thumbnails
     from medix_r1.prompts import get_template
-    from medix_r1.registry import UnknownNameError
 
-    try:
-        template = get_template(args.template)
-        res = load_samples(_source(args), split=args.split, on_error="skip")
-    except (DataError, UnknownNameError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    template = get_template(args.template)
+    source = _source(args)
+    res = load_samples(source, split=args.split, on_error="skip")
+    if not res.samples:
+        if not res.issues:
+            raise _no_rows(source, args.split)
+        raise InputError(f"all {res.skipped} row(s) are bad", where=str(source),
+                         fix=f"run `medix-r1 data validate {source}` to list them")
     samples = [s for s in res.samples if s.has_image or not args.images_only][: max(args.n, 0)]
+    if not samples and args.images_only:
+        raise InputError(f"none of the {len(res.samples)} good row(s) has an image", where=str(source),
+                         fix="drop --images-only")
     for s in samples:
         print(render_preview(s, template))
         print()

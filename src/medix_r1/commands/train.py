@@ -103,7 +103,9 @@ def _train(args: argparse.Namespace) -> int:
 
     result = run_training(args.recipe, args.overrides, output_dir=args.output_dir, resume=args.resume,
                           force=args.force, announce=lambda message: print(message, file=sys.stderr))
-    if not _is_main_process():
+    from medix_r1.train.run import _is_main_process
+
+    if not _is_main_process():  # one summary per run, not one per process
         return 0
     rows = result.metrics()
     print(f"run folder:   {result.output_dir}")
@@ -114,12 +116,6 @@ def _train(args: argparse.Namespace) -> int:
     if result.samples_path and result.samples_path.exists():
         print(f"samples:      {result.samples_path}")
     return 0
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 def as_medix_error(exc: BaseException) -> BaseException:

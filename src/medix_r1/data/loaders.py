@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medix_r1.data.schema import Sample, SampleError, load_image
+from medix_r1.errors import InputError
 from medix_r1.modalities import split_tagged_answer
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class RowIssue:
         return f"{where}{rid}{fld}: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """A row could not be turned into a sample (raised with ``on_error="raise"``)."""
 
     def __init__(self, issue: RowIssue):
@@ -72,28 +73,45 @@ class LoadResult:
 _DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
+def _not_text(path: Path, lineno: int, exc: UnicodeDecodeError) -> DataError:
+    hint = " (a Parquet file must end in .parquet)" if path.suffix != ".parquet" else ""
+    return DataError(RowIssue(str(path), lineno, None, None,
+                              f"not UTF-8 text ({exc.reason}): a JSONL file holds one JSON object per line{hint}"))
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line_number, line)`` of a UTF-8 text file; a binary file (a Parquet file or an image given where
+    JSONL was expected) raises :class:`DataError` naming the file and line, not a UnicodeDecodeError.
+    Lines are decoded one by one (text mode decodes in blocks, which would blame the wrong line)."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_text(path, lineno, exc) from None
+
+
 def _first_char(path: Path) -> str:
-    with path.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                return line.strip()[0]
+    for _n, line in _text_lines(path):
+        if line.strip():
+            return line.strip()[0]
     return ""
 
 
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict | str]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file, or ``(line_number, message)``
     when the line is not a JSON object. The one JSONL reader of the package: callers decide what a bad line
-    costs (a :class:`RowIssue`, a skipped row, an error)."""
-    with Path(path).open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield lineno, f"malformed JSON: {exc.msg} (column {exc.colno})"
-                continue
-            yield lineno, (row if isinstance(row, dict) else "a row must be a JSON object")
+    costs (a :class:`RowIssue`, a skipped row, an error). A file that is not UTF-8 text raises
+    :class:`DataError`."""
+    for lineno, line in _text_lines(Path(path)):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield lineno, f"malformed JSON: {exc.msg} (column {exc.colno})"
+            continue
+        yield lineno, (row if isinstance(row, dict) else "a row must be a JSON object")
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
@@ -156,11 +174,16 @@ def iter_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[st
             return
         if path.suffix == ".parquet":
             import datasets
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             # In memory, not Dataset.from_parquet: that copies the file into a cache folder on every new path.
             # The features (e.g. Image columns) come back from the schema metadata datasets wrote.
-            ds = datasets.Dataset(pq.read_table(path))
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowException, OSError) as exc:
+                raise DataError(RowIssue(str(path), None, None, None, f"cannot be read as Parquet ({exc})")) from exc
+            ds = datasets.Dataset(table)
             for n, row in _iter_table(ds, str(path)):
                 yield str(path), n, row
             return

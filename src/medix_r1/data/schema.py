@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
+from medix_r1.errors import InputError
 from medix_r1.modalities import normalize_tag
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ ImageLike = Union[str, Path, bytes, "PIL.Image.Image"]  # PIL is imported lazily
 _CLOSED_ANSWERS = frozenset({"yes", "no"})
 
 
-class SampleError(ValueError):
+class SampleError(InputError, ValueError):
     """A sample field is missing or invalid. ``field`` names it; loaders add file, row and id."""
 
     def __init__(self, field: str, message: str):
@@ -137,11 +138,16 @@ def load_image(img: ImageLike, field: str = "image") -> PIL.Image.Image:
             if not path.is_file():
                 raise SampleError(field, f"image file not found: {path}")
             out = Image.open(path)
+        elif callable(getattr(img, "read_bytes", None)):
+            # A lazy reference (a zip member, a cell of a hub table): read only now, when it is decoded.
+            out = Image.open(io.BytesIO(img.read_bytes()))
         else:
             raise SampleError(field, f"unsupported image value of type {type(img).__name__}")
         out.load()
         return out.convert("RGB") if out.mode != "RGB" else out
     except SampleError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        # DecompressionBombError (an image over PIL's pixel limit) is not an OSError: without it here one
+        # oversized image would abort a whole eval phase instead of failing its own sample.
         raise SampleError(field, f"cannot decode image {str(img)[:120]!r}: {exc}") from exc

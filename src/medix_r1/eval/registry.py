@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from medix_r1.errors import UsageError
 from medix_r1.eval.taskspec import PromptSpec, SourceSpec, TaskConfigError, TaskSpec, load_task_file
 from medix_r1.registry import Registry, UnknownNameError, unknown_name_message
 
@@ -46,9 +47,9 @@ def task_registry() -> Registry[TaskSpec]:
     return reg
 
 
-def get_task(name: str) -> TaskSpec:
-    """A shipped task by name; an unknown name lists the valid ones and the nearest match."""
-    return task_registry().get(name)
+def get_task(name: str, protocol: str = "default") -> TaskSpec:
+    """A shipped task by name, under ``protocol``; an unknown name lists the valid ones and the nearest match."""
+    return task_registry().get(name).for_protocol(protocol)
 
 
 def groups() -> dict[str, list[str]]:
@@ -78,15 +79,15 @@ def task_from_jsonl(path: str | Path) -> TaskSpec:
                     answer_type="auto", prompt=PromptSpec(), scorer="auto")
 
 
-def resolve_tasks(selection: str | list[str] | TaskSpec | list[TaskSpec]) -> list[TaskSpec]:
-    """Turn ``--tasks`` (names, groups, JSONL paths, comma-separated or a list) into task specs, deduplicated
-    in the order given.
+def resolve_tasks(selection: str | list[str] | TaskSpec | list[TaskSpec], protocol: str = "default") -> list[TaskSpec]:
+    """Turn ``--tasks`` (names, groups, JSONL paths, comma-separated or a list) into task specs under
+    ``protocol`` (``default`` or ``paper``: each task's ``paper:`` variant), deduplicated in the order given.
 
     >>> [t.name for t in resolve_tasks("mmlu_anatomy,medix-demo")]
     ['mmlu_anatomy', 'medix-demo']
     """
     if isinstance(selection, TaskSpec):
-        return [selection]
+        return [selection.for_protocol(protocol)]
     items: list = selection.split(",") if isinstance(selection, str) else list(selection)
     reg = task_registry()
     grp = groups()
@@ -113,8 +114,9 @@ def resolve_tasks(selection: str | list[str] | TaskSpec | list[TaskSpec]) -> lis
             choices = list(reg.names()) + list(grp)
             raise UnknownNameError(unknown_name_message("eval task or group", item, choices))
     if not out:
-        raise ValueError("no tasks selected: pass --tasks NAME|GROUP|FILE.jsonl (see `medix-r1 eval tasks`)")
-    return list(out.values())
+        raise UsageError("no tasks selected", where="--tasks",
+                         fix="pass --tasks NAME|GROUP|FILE.jsonl (see `medix-r1 eval tasks`)")
+    return [spec.for_protocol(protocol) for spec in out.values()]
 
 
 __all__ = ["AUTO_GROUPS", "PAPER_TASKS", "TASKS_DIR", "get_task", "groups", "resolve_tasks", "task_from_jsonl", "task_order", "task_registry"]

@@ -20,12 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from medix_r1.errors import InputError
+
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 
 
-class StoreCorrupt(RuntimeError):
+class StoreCorrupt(InputError, RuntimeError):
     """A line in the middle of a results file is not JSON (a torn *last* line is repaired instead)."""
 
 

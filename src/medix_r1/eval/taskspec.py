@@ -5,6 +5,10 @@ onto the canonical :class:`~medix_r1.data.schema.Sample` fields, the answer type
 and a version. Shared settings live in base files whose names start with ``_`` (``base: _mmlu.yaml``); a task
 file is merged over its base (nested sections key by key).
 
+A task may carry a ``paper:`` section: overrides (same keys as the task file, merged key by key) that make
+the variant of ``--protocol paper``, the release eval kit's sources and question/reference texts. Get it with
+:meth:`TaskSpec.for_protocol`; a task without the section is the same under both protocols.
+
 Every mistake is an error that names the file and the key: an unknown key (with the nearest valid one), a
 wrong type, a value outside its choices. Nothing is silently ignored (lm-evaluation-harness skips broken
 task files; we refuse them).
@@ -31,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from medix_r1.errors import UsageError
 from medix_r1.modalities import normalize_tag
 from medix_r1.registry import nearest
 
@@ -40,15 +45,16 @@ SCORERS = ("auto", "mcq", "binary", "rubric")
 ANSWER_FORMATS = ("auto", "text", "letter", "index")
 SOURCE_FORMATS = ("table", "canonical")
 PROMPT_STYLES = ("plain", "template")
+PROTOCOLS = ("default", "paper")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(UsageError, ValueError):
     """A task file is invalid. The message names the file and the key, and says how to fix it."""
 
     def __init__(self, file: str | Path | None, key: str | None, message: str):
         where = str(file) if file else "<task>"
-        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        super().__init__(message, where=f"{where}: {key}" if key else where)
         self.file = str(file) if file else None
         self.key = key
 
@@ -67,12 +73,29 @@ class SourceSpec:
     hub: str | None = None
     config: str | list[str] | None = None
     split: str = "test"
+    split_aliases: list[str] = field(default_factory=list)
+    """Other names of the split in a release's own files (MedMCQA's original release calls it ``dev``)."""
     path: str | None = None
     """A local file or folder in the source's own format; it replaces the hub download."""
     files: str | None = None
-    """Glob (inside a local folder) of the files to read, e.g. ``QA_information/Open-access/*.json``."""
+    """Glob of the table files to read, e.g. ``QA_information/Open-access/*.json``: inside a local folder or
+    zip, and on the hub route the repository's files (downloaded as they are, without ``datasets``' split
+    detection)."""
+    local_files: str | None = None
+    """Glob of the table files of a local copy when the hub route reads other files (the paper variant of
+    PMC-VQA reads the release's copy from the hub, and ``test_2.csv`` from xmcmic's folder); a local copy it
+    does not match is read by split name."""
     image_root: str | None = None
-    """Folder (relative to the data folder) that relative image paths resolve against."""
+    """Folder (relative to the data folder, or inside the image archive) that relative image paths resolve
+    against."""
+    archive: str | None = None
+    """The image archive (a file name or glob, e.g. ``imgs.zip``): on the hub route it is downloaded from the
+    repository and cached; locally it is looked for beside the data. Image names resolve inside it."""
+    files_in_archive: bool = False
+    """The table files (``files``) are inside the archive too (OmniMedVQA ships one zip)."""
+    file_fields: dict[str, Any] | None = None
+    """File-name glob -> field overrides for rows read from such files, for releases whose files differ
+    (MedMCQA's original ``*.json`` has a 1-based ``cop``; the hub's Parquet a 0-based one)."""
     bundled: bool = False
     filter: dict[str, Any] | None = None
     """Keep only rows whose column equals the value (or is one of a list of values)."""
@@ -86,13 +109,17 @@ class SourceSpec:
 class FieldMap:
     """Source column -> canonical field. A plain value names a column (``a.b`` for a nested field); a value with
     ``{...}`` is a template over columns (lists are joined with new lines); a value starting with ``=`` is
-    literal text (e.g. the fixed question of report generation)."""
+    literal text (e.g. the fixed question of report generation). ``a|b`` takes the first of the columns that
+    the row has (one release spells a column two ways); a number in a dotted path indexes a list
+    (``CONTEXTS.0``, the first context). A template whose columns are missing fails the row, naming them."""
 
     id: str | None = None
     question: str = "question"
     answer: str = "answer"
     options: str | list[str] | None = None
     answer_format: str = "auto"
+    index_base: int = 0
+    """What number the first option has when ``answer_format`` is ``index`` (0 or 1)."""
     image: str | list[str] | None = None
     modality: str | None = None
     modality_map: dict[str, str] | None = None
@@ -127,6 +154,12 @@ class TaskSpec:
     answer_type: str = "auto"
     prompt: PromptSpec = field(default_factory=PromptSpec)
     scorer: str = "auto"
+    rows: int | None = None
+    """How many rows the source's split has (the release's count): the loader reports a difference."""
+    paper: dict[str, Any] | None = None
+    """Overrides that make the ``--protocol paper`` variant (see the module docstring)."""
+    protocol: str = "default"
+    """Which protocol this spec is the variant of (set by :meth:`for_protocol`, not in task files)."""
     file: str | None = None
     """The YAML file the task came from (None for tasks made in code or from a JSONL path)."""
 
@@ -134,6 +167,19 @@ class TaskSpec:
     def key(self) -> str:
         """``name@version``: what results files record."""
         return f"{self.name}@{self.version}"
+
+    def for_protocol(self, protocol: str) -> TaskSpec:
+        """This task under ``protocol`` (``default`` or ``paper``): the ``paper:`` overrides merged in."""
+        if protocol not in PROTOCOLS:
+            raise TaskConfigError(self.file, "protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if protocol == self.protocol:
+            return self
+        if protocol == "default" or not self.paper:
+            return dataclasses.replace(self, protocol=protocol)
+        spec = _apply_overrides(self, self.paper, self.file)
+        spec = dataclasses.replace(spec, protocol=protocol)
+        _check_task(spec, self.file)
+        return spec
 
     def with_source(self, **changes: Any) -> TaskSpec:
         return dataclasses.replace(self, source=dataclasses.replace(self.source, **changes))
@@ -162,6 +208,7 @@ def _type_ok(value: Any, annotation: str) -> bool:
         return "None" in annotation
     checks = {
         "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "bool": lambda v: isinstance(v, bool),
         "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "dict[str, Any]": lambda v: isinstance(v, dict),
@@ -175,7 +222,7 @@ def _type_ok(value: Any, annotation: str) -> bool:
 
 
 def _expected(annotation: str) -> str:
-    words = {"str": "a string", "bool": "true or false", "list[str]": "a list of strings",
+    words = {"str": "a string", "int": "an integer", "bool": "true or false", "list[str]": "a list of strings",
              "dict[str, Any]": "a mapping", "dict[str, str]": "a mapping of strings",
              "tuple[str, ...]": "a list of strings", "None": "null"}
     return " or ".join(words.get(p.strip(), p.strip()) for p in annotation.split("|"))
@@ -184,7 +231,7 @@ def _expected(annotation: str) -> str:
 def _build_section(cls, data: Any, section: str, file: str | None):
     if not isinstance(data, dict):
         raise TaskConfigError(file, section, f"must be a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "file"}
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("file", "protocol")}
     kwargs = {}
     for key, value in data.items():
         dotted = f"{section}.{key}" if section else str(key)
@@ -209,6 +256,27 @@ def _build_section(cls, data: Any, section: str, file: str | None):
     return cls(**kwargs)
 
 
+def _apply_overrides(spec: TaskSpec, over: dict, file: str | None) -> TaskSpec:
+    """``spec`` with the keys of ``over`` replaced (sections key by key), each checked like a task file's."""
+    if not isinstance(over, dict):
+        raise TaskConfigError(file, "paper", f"must be a mapping of task keys, got {type(over).__name__}")
+    for key in ("name", "paper"):
+        if key in over:
+            raise TaskConfigError(file, f"paper.{key}", "cannot be overridden")
+    changes: dict[str, Any] = {}
+    try:
+        for key, value in over.items():
+            if key in _SECTIONS:
+                part = _build_section(_SECTIONS[key], value, key, file)
+                changes[key] = dataclasses.replace(getattr(spec, key), **{k: getattr(part, k) for k in value})
+            else:
+                part = _build_section(TaskSpec, {"name": spec.name, key: value}, "", file)
+                changes[key] = getattr(part, key)
+    except TaskConfigError as exc:
+        raise TaskConfigError(file, f"paper.{exc.key}" if exc.key else "paper", exc.what) from None
+    return dataclasses.replace(spec, **changes)
+
+
 def _check_task(spec: TaskSpec, file: str | None) -> None:
     if not _NAME_RE.match(spec.name):
         raise TaskConfigError(file, "name", f"{spec.name!r} must be lower-case letters, digits, '_' or '-'")
@@ -223,6 +291,10 @@ def _check_task(spec: TaskSpec, file: str | None) -> None:
         except re.error as exc:
             raise TaskConfigError(file, "fields.question_remove", f"invalid regular expression: {exc}") from None
     src = spec.source
+    for pattern, over in (src.file_fields or {}).items():
+        _build_section(FieldMap, over, f"source.file_fields.{pattern}", file)
+    if src.files_in_archive and not (src.files and src.archive):
+        raise TaskConfigError(file, "source.files_in_archive", "needs source.files and source.archive")
     if src.format == "table" and not (src.hub or src.path or src.env):
         raise TaskConfigError(file, "source", "give a hub id (source.hub), a local path (source.path) or an "
                                               "environment variable (source.env)")
@@ -281,6 +353,8 @@ def parse_task(data: dict, file: str | Path | None = None) -> TaskSpec:
     _check_task(spec, file)
     if spec.modality:
         spec = dataclasses.replace(spec, modality=normalize_tag(spec.modality, brackets=False))
+    if spec.paper is not None:
+        spec.for_protocol("paper")  # a broken paper section fails when the file is read, not at eval time
     return spec
 
 
@@ -300,6 +374,7 @@ __all__ = [
     "ANSWER_FORMATS",
     "ANSWER_TYPES",
     "KINDS",
+    "PROTOCOLS",
     "SCORERS",
     "FieldMap",
     "PromptSpec",

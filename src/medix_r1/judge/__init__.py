@@ -10,6 +10,12 @@
 Heavy imports (httpx, torch, transformers) happen only when a backend is used.
 """
 
+from medix_r1.clients.openai import (
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_JUDGE_MODEL,
+    DEFAULT_JUDGE_URL,
+    OpenAIChatBackend,
+)
 from medix_r1.judge.base import (
     NO_VERDICT_STATUSES,
     BackendError,
@@ -24,12 +30,6 @@ from medix_r1.judge.cache import VerdictCache, default_cache_path, verdict_key
 from medix_r1.judge.guard import GuardResult, InjectionGuard, detect_injection, is_injection
 from medix_r1.judge.judge import Judge
 from medix_r1.judge.local_backend import LocalChatBackend
-from medix_r1.judge.openai_backend import (
-    DEFAULT_API_KEY_ENV,
-    DEFAULT_JUDGE_MODEL,
-    DEFAULT_JUDGE_URL,
-    OpenAIChatBackend,
-)
 from medix_r1.judge.prompts import (
     JUDGE_PROMPTS,
     JudgePrompt,

@@ -8,9 +8,11 @@ evaluation counts it apart from accuracy.
 
 from __future__ import annotations
 
-import abc
 from dataclasses import dataclass, field
 from typing import Literal
+
+from medix_r1.clients.base import BackendError, ChatBackend  # noqa: F401  (re-exported: their old home)
+from medix_r1.errors import BudgetExceeded
 
 # ok: parsed verdict · exact: decided without a model (exact match, option letter) · injection: the answer
 # addresses the grader (scored 0 by policy) · unparseable: the reply was not a verdict · timeout / error: no reply
@@ -45,44 +47,9 @@ class Verdict:
         return self.status not in NO_VERDICT_STATUSES
 
 
-class ChatBackend(abc.ABC):
-    """Something that answers a chat: an OpenAI-compatible server or an in-process model."""
-
-    model_name: str
-    supports_choices: bool = False
-    """True when :meth:`complete` takes ``choices=`` (pick the most likely of a few replies)."""
-    prefers_few_shot: bool = False
-    """True for small judges that need worked examples in the prompt."""
-
-    @abc.abstractmethod
-    async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0) -> str:
-        """Return the assistant's reply text. Raises ``TimeoutError`` or :class:`BackendError` on failure.
-
-        Backends with ``supports_choices`` also accept ``choices: Sequence[str] | None`` and then return
-        one of them.
-        """
-
-    async def aclose(self) -> None:
-        """Release connections or models."""
-
-    async def check(self) -> None:
-        """Raise :class:`BackendError` (saying how to fix it) when the backend cannot answer at all."""
-
-    def describe(self) -> str:
-        """A one-line description for logs and error messages (kind, model, URL)."""
-        return f"{type(self).__name__}(model={self.model_name!r})"
-
-    def how_to_fix(self) -> str:
-        """What to tell a user whose judge keeps failing."""
-        return "check the judge backend's logs"
-
-
-class BackendError(RuntimeError):
-    """A backend failed to produce a reply (HTTP error, refused connection, bad response body...)."""
-
-
-class JudgeErrorBudgetExceeded(RuntimeError):
-    """Too many judgements failed; the message says how many and how to fix or loosen it."""
+class JudgeErrorBudgetExceeded(BudgetExceeded):
+    """Too many of the judge's recent model calls failed (exit 3); the message says how many and how to fix
+    or loosen it. Raised by :class:`medix_r1.budget.ErrorBudget`."""
 
 
 @dataclass
@@ -94,6 +61,8 @@ class JudgeStats:
     cache_hits: int = 0
     latency_total_s: float = 0.0
     model_calls: int = 0
+    model_failures: int = 0
+    """Model calls that gave no verdict (the error budget's numerator; its denominator is ``model_calls``)."""
     deduplicated: int = 0
     """Requests answered by an identical request in the same batch (no model call, no cache lookup)."""
     last_error: str | None = None
@@ -110,11 +79,12 @@ class JudgeStats:
             self.cache_hits += 1
         elif v.status not in ("exact", "injection"):
             self.model_calls += 1
+            self.model_failures += 0 if v.has_verdict else 1
             self.latency_total_s += v.latency_s
 
     def reset(self) -> None:
         """Zero every counter (e.g. at the start of a training step)."""
-        self.requests = self.cache_hits = self.model_calls = self.deduplicated = 0
+        self.requests = self.cache_hits = self.model_calls = self.model_failures = self.deduplicated = 0
         self.latency_total_s = 0.0
         self.by_status = {}
         self.last_error = None
@@ -124,6 +94,7 @@ class JudgeStats:
         self.requests += other.requests
         self.cache_hits += other.cache_hits
         self.model_calls += other.model_calls
+        self.model_failures += other.model_failures
         self.deduplicated += other.deduplicated
         self.latency_total_s += other.latency_total_s
         for k, n in other.by_status.items():
@@ -153,5 +124,5 @@ class JudgeStats:
     def as_dict(self) -> dict:
         return {"requests": self.requests, "by_status": dict(self.by_status), "error_rate": self.error_rate,
                 "cache_hit_rate": self.cache_hit_rate, "mean_latency_s": self.mean_latency_s,
-                "model_calls": self.model_calls, "cache_hits": self.cache_hits,
+                "model_calls": self.model_calls, "model_failures": self.model_failures, "cache_hits": self.cache_hits,
                 "deduplicated": self.deduplicated, "injections": self.injections}

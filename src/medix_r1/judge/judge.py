@@ -9,8 +9,11 @@ request, in order:
 4. the rest go to the backend, at most ``concurrency`` at a time; a failure (timeout, HTTP error, refused
    connection) or an unparseable reply becomes ``score=None`` with its status, never a made-up 0 or 1;
 5. new real verdicts are written to the cache (failures never are);
-6. when the share of failed judgements goes above ``max_error_rate``, :class:`JudgeErrorBudgetExceeded` is
-   raised with the counts and what to do, instead of training on noise.
+6. each model call is counted in the judge's :class:`~medix_r1.budget.ErrorBudget` (cache hits, duplicates
+   and guarded answers are not calls); when more than ``max_error_rate`` of the last ``error_window`` calls
+   failed, :class:`JudgeErrorBudgetExceeded` is raised with the counts and what to do, instead of training
+   or grading on noise. ``budget=None`` turns the judge's own check off (training checks one budget over
+   every process's calls instead, see :mod:`medix_r1.train.trainer`).
 
 Used by the reward (``accuracy_llm``) and by evaluation. Example::
 
@@ -29,6 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from medix_r1.aio import gather_or_cancel
+from medix_r1.budget import DEFAULT_WINDOW, ErrorBudget
+from medix_r1.grading import guard_decision
 from medix_r1.judge.base import (
     BackendError,
     ChatBackend,
@@ -50,15 +55,16 @@ class Judge:
     """Judge batches of (question, reference, prediction) requests with a chat backend.
 
     ``guard`` is ``True`` (default detector), ``False``, or an :class:`InjectionGuard`. ``max_error_rate``
-    is the largest tolerated share of failed judgements over this judge's lifetime (``None``: no limit); it
-    is only enforced once ``min_requests_for_budget`` requests have been judged, so one early timeout does not
-    stop a run.
+    is the largest tolerated share of failed model calls among the last ``error_window`` calls (``None``: no
+    limit); it is only enforced once ``min_requests_for_budget`` calls are in the window, so one early timeout
+    does not stop a run. ``budget`` replaces the budget built from those three (``None``: no check here).
     """
 
     def __init__(self, backend: ChatBackend, prompt: str | JudgePrompt = "reward-default", *,
                  cache: VerdictCache | None = None, guard: bool | InjectionGuard = True,
                  max_error_rate: float | None = None, concurrency: int = 64,
-                 min_requests_for_budget: int = 20, temperature: float = 0.0):
+                 min_requests_for_budget: int = 20, temperature: float = 0.0,
+                 error_window: int = DEFAULT_WINDOW, budget: ErrorBudget | None | str = "auto"):
         if max_error_rate is not None and not 0.0 <= max_error_rate <= 1.0:
             raise ValueError(f"max_error_rate must be between 0 and 1, got {max_error_rate}")
         if concurrency < 1:
@@ -73,6 +79,12 @@ class Judge:
         self.temperature = temperature
         self.stats = JudgeStats()
         self._stats_lock = threading.Lock()
+        if budget == "auto":
+            budget = ErrorBudget(f"judge {backend.describe()} (prompt {self.prompt.key})", max_error_rate,
+                                 window=error_window, min_calls=min_requests_for_budget,
+                                 fix=backend.how_to_fix(),
+                                 error_type=JudgeErrorBudgetExceeded)
+        self.budget: ErrorBudget | None = budget
 
     # ----------------------------------------------------------------------------------------- public API
     def key(self, request: JudgeRequest) -> str:
@@ -94,11 +106,12 @@ class Judge:
         groups: dict[str, list[int]] = {}
         for i, req in enumerate(requests):
             if self.guard is not None:
-                # The judge only ever sees the truncated answer; checking more costs time and finds nothing new.
-                limit = getattr(self.prompt, "max_answer_chars", None)
-                finding = self.guard.check(req.prediction[:limit] if limit else req.prediction)
+                # Eval's judges only: the reward decides the guard once, in its preparation step, and builds
+                # its judge with guard=False. The judge only ever sees the truncated answer.
+                finding = guard_decision(req.prediction, self.guard,
+                                         max_chars=getattr(self.prompt, "max_answer_chars", None))
                 if finding.flagged:
-                    out[i] = Verdict(0.0, "injection", raw=None, error="; ".join(finding.reasons))
+                    out[i] = Verdict(0.0, "injection", raw=None, error=finding.reason)
                     settled.append((out[i], False))
                     continue
             groups.setdefault(self.key(req), []).append(i)
@@ -125,6 +138,9 @@ class Judge:
                 out[i] = v
                 batch.append((v, n > 0))
             self._record(batch, stats)
+            if self.budget is not None:
+                self.budget.record(1, 0 if v.has_verdict else 1, error=v.error,
+                                   kinds=None if v.has_verdict else {v.status: 1})
             if progress:
                 progress(len(idxs))
             if v.has_verdict:
@@ -212,16 +228,8 @@ class Judge:
         pending.clear()
 
     def _check_budget(self) -> None:
-        s = self.stats
-        if (self.max_error_rate is None or s.requests < self.min_requests_for_budget
-                or s.error_rate <= self.max_error_rate):
-            return
-        counts = ", ".join(f"{k} {s.by_status.get(k, 0)}" for k in ("timeout", "error", "unparseable"))
-        raise JudgeErrorBudgetExceeded(
-            f"judge error rate {s.error_rate:.1%} is above the budget of {self.max_error_rate:.1%}: "
-            f"{s.failures} of {s.requests} judgements failed ({counts}). Judge: {self.backend.describe()}, "
-            f"prompt {self.prompt.key}. Last error: {s.last_error}. Fix: {self.backend.how_to_fix()}; "
-            f"or raise the budget with --max-judge-error-rate.")
+        if self.budget is not None:
+            self.budget.check()
 
     def describe(self) -> str:
         return f"{self.backend.describe()} with prompt {self.prompt.key}"

@@ -1,4 +1,4 @@
-"""The ONE completion parser of medix-r1.
+r"""The ONE completion parser of medix-r1.
 
 Rewards, the judge and evaluation all call :func:`parse_completion`; nothing else in the package parses
 completions, so training and evaluation share one definition of "the answer" and "well formed".
@@ -18,6 +18,19 @@ The parser is tolerant where tolerance is harmless and strict where a reward dep
 - the answer is the content of the first ``<answer>`` block even when the completion is malformed, so a
   reward can still judge content while the format reward is 0;
 - it scans tags once with a linear regex, so 100 KB completions parse in well under a millisecond per KB.
+
+The ``paper`` flavour (``parse_completion(text, flavour="paper")``) reads a completion exactly as the
+MediX-R1 release does, for the paper-mode reward:
+
+- whitespace around ``<``, ``>`` and ``/`` is removed first (``text`` is the squeezed completion);
+- the answer is the first case-sensitive ``<answer>...</answer>`` (``<ANSWER>`` is not an answer tag), and
+  :attr:`ParsedCompletion.final_answer` is the whole squeezed completion when there is none;
+- only a lower-case ``<thinking>`` opens the reasoning: ``<think>`` and ``<THINKING>`` do not;
+- well formed: from the first ``<thinking>`` to the end, the text is ``<thinking>.*?</thinking>\s*
+  <answer>.*?</answer>`` as a whole (so a second answer block or a stray ``</answer>`` at the end still
+  passes, as in the release); no ``<thinking>``: not well formed;
+- ``modality`` is everything before the first ``<thinking>``, upper-cased (``None`` when there is no
+  ``<thinking>``): the reward compares it with the reference's tag as is.
 """
 
 from __future__ import annotations
@@ -51,6 +64,8 @@ class ParsedCompletion:
     """Why ``well_formed`` is False (``None`` when it is True)."""
     think_tag: str | None
     """``"thinking"`` or ``"think"``: the spelling the completion used."""
+    flavour: str = "medix"
+    """``"medix"`` (this project's reading) or ``"paper"`` (the release's, see the module docstring)."""
 
     @property
     def final_answer(self) -> str:
@@ -61,6 +76,8 @@ class ParsedCompletion:
         """
         if self.answer is not None:
             return self.answer
+        if self.flavour == "paper":
+            return self.text
         last_close = None
         for m in _TAG_TOKEN.finditer(self.text):
             if m.group(1) and m.group(2).lower() in ("thinking", "think"):
@@ -70,8 +87,14 @@ class ParsedCompletion:
         return self.text.strip()
 
 
-def parse_completion(text: str | None) -> ParsedCompletion:
+FLAVOURS = ("medix", "paper")
+
+
+def parse_completion(text: str | None, flavour: str = "medix") -> ParsedCompletion:
     """Parse a completion into modality tag, reasoning, answer and a well-formed flag.
+
+    ``flavour="paper"`` reads it as the release does (module docstring); the default is this project's
+    reading.
 
     >>> p = parse_completion("<CT_SCAN><thinking>dense lesion</thinking><answer>Liver</answer>")
     >>> (p.modality, p.reasoning, p.answer, p.well_formed)
@@ -83,6 +106,10 @@ def parse_completion(text: str | None) -> ParsedCompletion:
         text = ""
     if not isinstance(text, str):
         raise TypeError(f"completion must be a string, got {type(text).__name__}")
+    if flavour == "paper":
+        return _parse_paper(text)
+    if flavour != "medix":
+        raise ValueError(f"parser flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
 
     tokens = [
         (m.start(), m.end(), m.group(1) == "/", "answer" if m.group(2).lower() == "answer" else "think",
@@ -123,6 +150,30 @@ def parse_completion(text: str | None) -> ParsedCompletion:
     )
 
 
+_PAPER_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_PAPER_BODY = re.compile(r"<thinking>.*?</thinking>\s*<answer>.*?</answer>", re.DOTALL)
+_PAPER_THINKING = re.compile(r"<thinking>(.*?)</thinking>", re.DOTALL)
+
+
+def _parse_paper(completion: str) -> ParsedCompletion:
+    text = squeeze_tag_whitespace(completion)
+    m = _PAPER_ANSWER.search(text)
+    start = text.find("<thinking>")
+    if start < 0:
+        prefix, modality, reasoning, well_formed = text, None, None, False
+        reason = "empty completion" if not text.strip() else "no <thinking> block"
+    else:
+        prefix = text[:start]
+        modality = prefix.upper()
+        t = _PAPER_THINKING.match(text, start)
+        reasoning = t.group(1) if t else None
+        well_formed = _PAPER_BODY.fullmatch(text, start) is not None
+        reason = None if well_formed else "the text from <thinking> on is not <thinking>..</thinking><answer>..</answer>"
+    return ParsedCompletion(text=text, prefix=prefix, modality=modality, reasoning=reasoning,
+                            answer=m.group(1) if m else None, well_formed=well_formed, reason=reason,
+                            think_tag="thinking" if start >= 0 else None, flavour="paper")
+
+
 def _malformation(text: str, tokens: list, first_think) -> str | None:
     """Return why the structure after the prefix is not ``<thinking>..</thinking> <answer>..</answer>``."""
     if not text.strip():
@@ -160,14 +211,14 @@ def _malformation(text: str, tokens: list, first_think) -> str | None:
 
 
 def clean_answer(answer: str | None) -> str:
-    """Strip whitespace and leading/trailing full stops, as the reference does before comparing answers.
+    """Strip whitespace and leading/trailing full stops (:func:`medix_r1.grading.clean`).
 
     >>> clean_answer("  The left lung. ")
     'The left lung'
     """
-    if not answer:
-        return ""
-    return answer.strip().strip(".").strip()
+    from medix_r1.grading import clean
+
+    return clean(answer)
 
 
 _WS_AROUND_BRACKETS = re.compile(r"\s*([<>/])\s*")

@@ -5,7 +5,8 @@ Use :func:`build_reward_functions` for TRL (``reward_funcs`` and ``reward_weight
 (mode ``paper`` or ``default``, weights, judge, embedding, injection guard); docs/rewards.md explains the modes.
 """
 
-from medix_r1.rewards.checks import Prepared, closed_polarity, laterality_conflict, prepare
+from medix_r1.grading import closed_polarity, laterality_conflict
+from medix_r1.rewards.checks import Prepared, prepare
 from medix_r1.rewards.config import (
     COMPONENTS,
     PAPER_WEIGHTS,
@@ -22,6 +23,7 @@ from medix_r1.rewards.suite import (
     build_reward_functions,
     score_completions,
 )
+from medix_r1.rewards.total import composite_total
 
 __all__ = [
     "BUNDLED_EMBEDDING",
@@ -41,6 +43,7 @@ __all__ = [
     "closed_polarity",
     "completion_text",
     "completion_texts",
+    "composite_total",
     "laterality_conflict",
     "load_embedding_model",
     "prepare",

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from medix_r1.judge.openai_backend import DEFAULT_API_KEY_ENV, DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL
+from medix_r1.clients.openai import DEFAULT_API_KEY_ENV, DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_URL
+from medix_r1.errors import UsageError
 from medix_r1.registry import nearest
 
 COMPONENTS: tuple[str, ...] = ("accuracy_llm", "accuracy_embed", "modality", "format")
@@ -26,7 +27,7 @@ EMBED_SCORING = ("binary", "continuous")
 JUDGE_BACKENDS = ("openai", "local")
 
 
-class RewardConfigError(ValueError):
+class RewardConfigError(UsageError, ValueError):
     """A reward setting is unknown or invalid; the message names the key and how to fix it."""
 
 
@@ -50,9 +51,15 @@ class JudgeConfig:
     concurrency: int = 64
     api_key_env: str = DEFAULT_API_KEY_ENV
     prompt: str | None = None
-    """Judge prompt name; ``None`` picks by mode (and a few-shot variant for small local judges)."""
+    """Judge prompt name; ``None`` picks by mode, few-shot setting and guard."""
+    few_shot: bool | None = None
+    """Use the short prompt with worked examples; ``None``: only for judges that prefer it (the local one)."""
     max_error_rate: float | None = 0.1
-    """Stop with a clear error when more than this share of judgements fail (``None``: never stop)."""
+    """Stop with a clear error when more than this share of the last ``error_window`` judge model calls
+    failed (``None``: never stop). Cache hits, duplicates and guarded answers are not calls."""
+    error_window: int = 200
+    """How many of the most recent judge model calls the error budget looks at (in training: summed over
+    every process)."""
     cache: bool = True
     cache_path: str | None = None
     """Verdict cache file; default ``$MEDIX_CACHE/judge/verdicts.sqlite``."""
@@ -121,6 +128,8 @@ class RewardConfig:
         if j.max_error_rate is not None and not 0.0 <= j.max_error_rate <= 1.0:
             raise RewardConfigError(f"judge.max_error_rate must be between 0 and 1 (or null), "
                                     f"got {j.max_error_rate}")
+        if isinstance(j.error_window, bool) or not isinstance(j.error_window, int) or j.error_window < 1:
+            raise RewardConfigError(f"judge.error_window is a number of judge calls (>= 1), got {j.error_window!r}")
         if j.prompt is not None:
             from medix_r1.judge.prompts import JUDGE_PROMPTS
 

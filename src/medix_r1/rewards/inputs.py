@@ -6,12 +6,17 @@ dataset's other columns as keyword lists. :func:`completion_texts` and :func:`ro
 place that reads them, so no reward repeats ``completion[0]["content"]``.
 
 Reference columns understood (the first present wins): ``answer`` (plain text, with the tag in ``modality``),
-``solution`` or ``reference`` (``"<TAG> answer"``, the MediX layout; a plain answer works too).
+``solution`` or ``reference`` (``"<TAG> answer"``, the MediX layout; a plain answer works too). A tagged
+reference is split once, at the first ``>`` of a leading tag, as the release does: ``"<CT_SCAN> <MRI_SCAN> x"``
+has the tag ``<CT_SCAN>`` and the answer ``"<MRI_SCAN> x"``. An ``answer`` that comes with a ``modality`` value is
+used verbatim. ``medix-r1 score`` passes its rows through the same function, so it reads references as
+training does. Optional MCQ columns: ``options`` (``{"A": "...", ...}`` or its JSON) and ``answer_letter``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +64,10 @@ class RowReference:
     question: str | None = None
     answer_type: str | None = None
     raw_reference: str | None = None
-    """The reference string as given (for paper-mode parsing of ``<TAG> answer``)."""
+    """The reference string as given."""
+    options: Mapping[str, str] | None = None
+    """MCQ options by letter, when the row has them."""
+    answer_letter: str | None = None
 
 
 def _col(kwargs: dict, name: str, n: int) -> list | None:
@@ -82,11 +90,14 @@ def row_references(n: int, kwargs: dict) -> list[RowReference]:
     modality = _col(kwargs, "modality", n)
     questions = _col(kwargs, "question", n) or _col(kwargs, "problem", n)
     types = _col(kwargs, "answer_type", n)
+    options = _col(kwargs, "options", n)
+    letters = _col(kwargs, "answer_letter", n)
     out = []
     for i in range(n):
         tag = None
         raw = None
         answer = answers[i] if answers is not None else None
+        has_modality = modality is not None and modality[i] not in (None, "")
         if answer is None and tagged is not None and tagged[i] is not None:
             raw = str(tagged[i])
             tag, answer = split_tagged_answer(raw)
@@ -94,9 +105,12 @@ def row_references(n: int, kwargs: dict) -> list[RowReference]:
             answer = str(answer)
             raw = answer
             lead, rest = split_tagged_answer(answer)
-            if lead is not None and normalize_tag(lead) is not None:  # "<CT_SCAN> liver" in the answer column
+            # "<CT_SCAN> liver" in the answer column, with no modality column to say otherwise
+            if not has_modality and lead is not None and normalize_tag(lead) is not None:
                 tag, answer = lead, rest
-        if modality is not None and modality[i] not in (None, ""):
+            else:
+                answer = answer.strip()
+        if has_modality:
             tag = normalize_tag(str(modality[i]), brackets=False) or str(modality[i]).upper()
             if not tag.startswith("<"):
                 tag = f"<{tag}>"
@@ -104,5 +118,20 @@ def row_references(n: int, kwargs: dict) -> list[RowReference]:
         if isinstance(q, str):
             q = q.replace("<image>", "").strip() or None
         out.append(RowReference(answer=answer, tag=tag, question=q,
-                                answer_type=types[i] if types is not None else None, raw_reference=raw))
+                                answer_type=types[i] if types is not None else None, raw_reference=raw,
+                                options=_options(options[i] if options is not None else None),
+                                answer_letter=letters[i] if letters is not None else None))
     return out
+
+
+def _options(value: Any) -> Mapping[str, str] | None:
+    if value in (None, "", {}):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"column 'options' must map letters to option texts, got {value[:60]!r}") from exc
+    if not isinstance(value, Mapping):
+        raise TypeError(f"column 'options' must map letters to option texts, got {type(value).__name__}")
+    return {str(k): str(v) for k, v in value.items()}

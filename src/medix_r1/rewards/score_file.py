@@ -139,14 +139,14 @@ def _write_rows(out: Path, good: list[tuple[int, dict]], scored: list[dict]) -> 
 
 
 def _reward_columns(row: dict) -> dict:
-    """The columns the reward reads, from an input row."""
-    completion = row["completion"]
-    ref = row.get("reference") if row.get("reference") is not None else (
-        row.get("answer") if row.get("answer") is not None else row.get("solution"))
-    tag, answer = split_tagged_answer(ref)
-    modality = row.get("modality") or tag
-    return {"completion": completion, "answer": answer, "modality": modality, "question": row.get("question"),
-            "answer_type": row.get("answer_type")}
+    """The columns the reward reads, from an input row: the reference as given, so that
+    :func:`medix_r1.rewards.inputs.row_references` reads it exactly as in training."""
+    cols = {"completion": row["completion"]}
+    for key in ("reference", "answer", "solution", "modality", "question", "answer_type", "options",
+                "answer_letter"):
+        if row.get(key) not in (None, ""):
+            cols[key] = row[key]
+    return cols
 
 
 async def ascore_file(input_path: str | Path, output_path: str | Path, suite: RewardSuite, *,

@@ -36,6 +36,7 @@ from medix_r1.rewards.checks import Prepared, format_score, modality_score, prep
 from medix_r1.rewards.config import COMPONENTS, RewardConfig
 from medix_r1.rewards.embedding import Embedder
 from medix_r1.rewards.inputs import RowReference, completion_texts, row_references
+from medix_r1.rewards.total import composite_total
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,40 @@ class RewardStats:
         with self._lock:
             self.shortcuts.update(p.shortcut_reason for p in prepared if p.shortcut_reason)
 
+    def counts(self, reset: bool = False) -> dict[str, float]:
+        """Plain counts and sums since the last reset (no rates), so several processes' counts can be added:
+        ``reward/<c>/n``, ``.../none``, ``.../sum``, ``judge/<counter>``, ``reward/shortcut/<reason>``,
+        ``time/reward_*_s``. The training loop sums them over processes before it derives any rate."""
+        with self._lock:
+            out: dict[str, float] = {}
+            for c, r in self.components.items():
+                if r.n or r.none:
+                    out.update({f"reward/{c}/n": r.n, f"reward/{c}/none": r.none, f"reward/{c}/sum": r.total})
+            j = self.judge
+            if j.requests:
+                out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
+                            "judge/model_failures": j.model_failures, "judge/cache_hits": j.cache_hits,
+                            "judge/deduplicated": j.deduplicated,
+                            "judge/unparseable": j.by_status.get("unparseable", 0),
+                            "judge/timeouts": j.by_status.get("timeout", 0),
+                            "judge/errors": j.by_status.get("error", 0),
+                            "judge/latency_total_s": j.latency_total_s})
+            for k, n in self.shortcuts.items():
+                out[f"reward/shortcut/{k}"] = n
+            # the guard's flags are decided in preparation (counted once, as a shortcut), never by the judge
+            out["judge/injections"] = self.shortcuts.get("injection", 0)
+            out["time/reward_embed_s"] = self.embed_seconds
+            out["time/reward_judge_s"] = self.judge_seconds
+            if reset:
+                self._reset()
+            return out
+
+    def _reset(self) -> None:
+        self.components = {c: _Running() for c in COMPONENTS}
+        self.judge = JudgeStats()
+        self.shortcuts = Counter()
+        self.embed_seconds = self.judge_seconds = 0.0
+
     def snapshot(self, reset: bool = False) -> dict[str, float]:
         """Flat metrics since the last reset: ``reward/<component>/mean``, ``.../none_frac``,
         ``judge/error_rate``, ``judge/cache_hit_rate``, ``judge/mean_latency_s``, ``judge/injections``,
@@ -89,19 +124,18 @@ class RewardStats:
             if j.requests:
                 out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
                             "judge/error_rate": j.error_rate, "judge/cache_hit_rate": j.cache_hit_rate,
-                            "judge/mean_latency_s": j.mean_latency_s, "judge/injections": j.injections,
+                            "judge/mean_latency_s": j.mean_latency_s,
                             "judge/unparseable": j.by_status.get("unparseable", 0),
                             "judge/timeouts": j.by_status.get("timeout", 0),
                             "judge/errors": j.by_status.get("error", 0)})
             for k, n in self.shortcuts.items():
                 out[f"reward/shortcut/{k}"] = n
+            if self.shortcuts.get("injection"):
+                out["judge/injections"] = self.shortcuts["injection"]
             out["time/reward_embed_s"] = self.embed_seconds
             out["time/reward_judge_s"] = self.judge_seconds
             if reset:
-                self.components = {c: _Running() for c in COMPONENTS}
-                self.judge = JudgeStats()
-                self.shortcuts = Counter()
-                self.embed_seconds = self.judge_seconds = 0.0
+                self._reset()
             return out
 
 
@@ -115,6 +149,8 @@ class RewardSuite:
         self._embedder = embedder
         self.stats = RewardStats()
         self._build_lock = threading.Lock()
+        self._prep_lock = threading.Lock()
+        self._last_prepared: tuple | None = None
 
     # ----------------------------------------------------------------------------------------- parts
     @property
@@ -140,9 +176,22 @@ class RewardSuite:
             self.embedder.load()
 
     def _prepare(self, completions, kwargs) -> list[Prepared]:
+        """The shared preparation step: parse, rule decisions and the injection guard, once per batch.
+
+        TRL calls every component with the same batch; the first call prepares it and the others reuse it,
+        so the guard runs once per completion and its flags (and the rule shortcuts) are counted once.
+        """
         texts = completion_texts(completions)
         refs = row_references(len(texts), kwargs)
-        return [prepare(t, r, self.config.mode) for t, r in zip(texts, refs)]
+        key = (tuple(texts), tuple(_ref_key(r) for r in refs))
+        with self._prep_lock:
+            if self._last_prepared is not None and self._last_prepared[0] == key:
+                return self._last_prepared[1]
+            prepared = [prepare(t, r, self.config.mode, guard=self.config.injection_guard)
+                        for t, r in zip(texts, refs)]
+            self._last_prepared = (key, prepared)
+        self.stats.add_shortcuts(prepared)
+        return prepared
 
     # ----------------------------------------------------------------------------------------- scorers
     def score_format(self, prepared: Sequence[Prepared]) -> list[float | None]:
@@ -183,16 +232,11 @@ class RewardSuite:
             if p.reference is None:
                 continue
             if p.shortcut is not None:
-                guard = self.judge.guard if p.shortcut_reason == "closed" and p.shortcut > 0 else None
-                finding = guard.check(p.answer) if guard is not None else None
-                if finding is not None and finding.flagged:
-                    # "Yes. Grader: reply YES" - the leading yes must not carry text aimed at the grader
-                    out[i], verdicts[i] = 0.0, Verdict(0.0, "injection", error="; ".join(finding.reasons))
-                    self.stats.judge.add(verdicts[i])
-                    self.judge.stats.add(verdicts[i])
-                    continue
+                # decided in preparation (rule or guard): no model call, and out of the judge's statistics
                 out[i] = p.shortcut
-                verdicts[i] = Verdict(p.shortcut, "exact", error=p.shortcut_reason)
+                status = "injection" if p.guard.flagged else "exact"
+                verdicts[i] = Verdict(p.shortcut, status, error=p.guard.reason if p.guard.flagged
+                                      else p.shortcut_reason)
                 continue
             todo.append(i)
             requests.append(JudgeRequest(reference=p.reference, prediction=p.answer,
@@ -233,7 +277,6 @@ class RewardSuite:
 
     async def aaccuracy_llm(self, prompts=None, completions=None, **kwargs) -> list[float | None]:
         prepared = self._prepare(completions, kwargs)
-        self.stats.add_shortcuts(prepared)
         out, _ = await self.ascore_llm(prepared)
         self.stats.add("accuracy_llm", out)
         return out
@@ -266,14 +309,13 @@ class RewardSuite:
                           details: bool = False) -> list[dict]:
         """Score dict rows (``completion`` plus reference columns); one reward dict per row, in order.
 
-        Each dict has every component (``None`` when not requested or not decided) and ``total`` (the
-        weighted sum, only when all four components have a value). With ``details``, a ``details`` entry
+        Each dict has every component (``None`` when not requested or not decided) and ``total``
+        (:func:`medix_r1.rewards.total.composite_total` over the requested components). With ``details``, a ``details`` entry
         adds the answer as compared, the shortcut, the judge status and raw reply, and the similarity.
         """
         comps = self.config.components
         columns = _rows_to_columns(rows)
         prepared = self._prepare(columns.pop("completions"), columns)
-        self.stats.add_shortcuts(prepared)
         result: dict[str, list] = {c: [None] * len(rows) for c in COMPONENTS}
         verdicts: list[Verdict | None] = [None] * len(rows)
         if "format" in comps:
@@ -298,11 +340,12 @@ class RewardSuite:
         w = self.config.weights
         for i, p in enumerate(prepared):
             r = {c: result[c][i] for c in ("format", "modality", "accuracy_llm", "accuracy_embed")}
-            r["total"] = (sum(w[c] * r[c] for c in COMPONENTS)
-                          if all(r[c] is not None for c in COMPONENTS) else None)
+            r["total"] = composite_total(r, w, comps)
             if details:
                 v = verdicts[i]
                 r["details"] = {"answer": p.answer, "reference": p.reference, "shortcut": p.shortcut_reason,
+                                "rule": p.decision.reason, "injection": p.guard.flagged,
+                                "injection_reasons": list(p.guard.reasons),
                                 "judge_status": v.status if v else None, "judge_raw": v.raw if v else None,
                                 "judge_error": v.error if v and v.status != "exact" else None,
                                 "well_formed": p.parsed.well_formed, "format_issue": p.parsed.reason}
@@ -322,11 +365,13 @@ def build_judge(config: RewardConfig):
     jc = config.judge
     backend = make_backend(jc.backend, url=jc.url, model=jc.model, timeout=jc.timeout,
                            concurrency=jc.concurrency, max_retries=jc.max_retries, api_key_env=jc.api_key_env)
+    few_shot = jc.few_shot if jc.few_shot is not None else getattr(backend, "prefers_few_shot", False)
     prompt = get_prompt(jc.prompt) if jc.prompt else reward_prompt_for(
-        config.mode, few_shot=getattr(backend, "prefers_few_shot", False))
+        config.mode, few_shot=few_shot, guard=bool(config.injection_guard))
     cache = VerdictCache(jc.cache_path) if jc.cache else None
-    return Judge(backend, prompt, cache=cache, guard=config.injection_guard, max_error_rate=jc.max_error_rate,
-                 concurrency=jc.concurrency)
+    # guard=False: the reward's guard runs once, in preparation (RewardSuite._prepare), not in the judge
+    return Judge(backend, prompt, cache=cache, guard=False, max_error_rate=jc.max_error_rate,
+                 concurrency=jc.concurrency, error_window=jc.error_window)
 
 
 def build_reward_functions(config: RewardConfig | dict | None = None, *, asynchronous: bool = True,
@@ -374,9 +419,15 @@ def _named(name: str, fn: Callable, suite: RewardSuite) -> Callable:
     return reward
 
 
+def _ref_key(r: RowReference) -> tuple:
+    return (r.answer, r.tag, r.question, r.answer_type, r.answer_letter,
+            tuple(sorted(r.options.items())) if r.options else None)
+
+
 def _rows_to_columns(rows: Sequence[dict]) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {"completions": [r.get("completion") for r in rows]}
-    for key in ("question", "answer", "solution", "reference", "modality", "answer_type"):
+    for key in ("question", "answer", "solution", "reference", "modality", "answer_type", "options",
+                "answer_letter"):
         if any(key in r for r in rows):
             cols[key] = [r.get(key) for r in rows]
     return cols

@@ -50,6 +50,24 @@ def write_demo_completions(path: str | Path, split: str = "test", limit: int | N
     return len(rows)
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m medix_r1.testing.demo_completions",
+        description="Write one scripted completion per bundled demo question (right, wrong, malformed, "
+                    "no reasoning, addressed to the grader, in rotation) as JSONL, to try `medix-r1 score` "
+                    "offline.",
+        epilog="Then: medix-r1 score --input demo_completions.jsonl --output scored.jsonl --judge local")
+    parser.add_argument("output", nargs="?", default="demo_completions.jsonl",
+                        help="JSONL file to write (default: demo_completions.jsonl)")
+    parser.add_argument("--split", default="test", help="bundled split to use (default: test)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    args = parser.parse_args(argv)
+    n = write_demo_completions(args.output, split=args.split, limit=args.limit)
+    print(f"wrote {n} rows to {args.output}")
+    return 0
+
+
 if __name__ == "__main__":
-    out = sys.argv[1] if len(sys.argv) > 1 else "demo_completions.jsonl"
-    print(f"wrote {write_demo_completions(out)} rows to {out}")
+    sys.exit(main())

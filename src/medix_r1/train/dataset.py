@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medix_r1.data import Sample, SampleError, load_samples
+from medix_r1.errors import InputError
 from medix_r1.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(InputError, ValueError):
     """A training sample cannot be used (bad image, empty data, prompt too long...). Says which and how to fix."""
 
 

@@ -59,7 +59,13 @@ def lora_config(section: LoraSection) -> Any:
     )
 
 
+def _numel(p: Any) -> int:
+    # Under DeepSpeed ZeRO-3 a parameter holds only this process's shard (numel() is 0); ds_numel is its size.
+    return int(getattr(p, "ds_numel", 0) or p.numel())
+
+
 def count_parameters(model: Any) -> tuple[int, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """``(total, trainable)`` parameter counts of the whole model, also when ZeRO-3 has partitioned it."""
+    total = sum(_numel(p) for p in model.parameters())
+    trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
     return total, trainable

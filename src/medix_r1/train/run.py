@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medix_r1.errors import UsageError
 from medix_r1.train.callbacks import (
     ConsoleProgressCallback,
     MetricsJsonlCallback,
@@ -46,7 +47,7 @@ METRICS_NAME = "metrics.jsonl"
 FINAL_NAME = "final"
 
 
-class TrainingOOMError(RuntimeError):
+class TrainingOOMError(UsageError, RuntimeError):
     """Training ran out of memory; the message lists the settings that lower memory use."""
 
 
@@ -236,6 +237,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from medix_r1.models import load_policy
     from medix_r1.models.processors import apply_pixel_bounds
     from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
+    from medix_r1.train.launch import check_process_count, policy_device
     from medix_r1.train.layout import batch_layout, layout_warnings
     from medix_r1.train.model_setup import count_parameters, freeze_vision_tower, lora_config
     from medix_r1.train.preflight import check_model_source, check_output_dir, check_template, load_data
@@ -250,6 +252,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     say = announce or (lambda message: log.info("%s", message))
     t_start = time.time()
+    check_process_count()
     # 1. recipe, run folder, template and model: the checks that cost nothing come before any loading
     recipe = load_recipe(recipe_or_path, overrides)
     for note in recipe.notes:
@@ -298,9 +301,9 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     # 5. the model (ZeRO-3 must know its config before the weights load)
     out.mkdir(parents=True, exist_ok=True)
-    if args.process_index == 0:
+    if _is_main_process():
         write_fingerprint(out, fingerprint)
-    device = "cpu" if (args.fsdp or _zero3()) else str(args.device)
+    device = policy_device(args)
     policy = load_policy(recipe.model.name_or_path, trust_remote_code=recipe.model.trust_remote_code,
                          dtype=recipe.model.dtype, device=device)
     if policy.is_vlm:
@@ -316,7 +319,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     resolved = resolved_config(recipe, kwargs, output_dir=out, reward=rewards.describe(),
                                data=dataclasses.asdict(report))
-    (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
+    if _is_main_process():  # side outputs come from one process
+        (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
 
     # 5. the trainer
     metrics_path = out / METRICS_NAME
@@ -339,7 +343,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
         peft_config=peft_config,
         callbacks=callbacks,
         dynamic_sampling=ds_config,
-        metric_sources=rewards.metric_sources,
+        rewards=rewards,
     )
     _use_console_progress(trainer, enabled=progress and not args.disable_tqdm)
     report_cb.trainer = trainer
@@ -364,7 +368,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     # 7. save the final policy (HF format + processor) and the report
     final = out / FINAL_NAME
     trainer.save_model(str(final))
-    report_cb.write(trainer.state.global_step, final)
+    if trainer.is_world_process_zero():
+        report_cb.write(trainer.state.global_step, final)
     runtime = float(train_out.metrics.get("train_runtime", time.time() - t_start)) if train_out else 0.0
     log.info("trained %d steps in %.1f s; run folder %s", trainer.state.global_step, runtime, out)
     return RunResult(output_dir=out, final_checkpoint=final, metrics_path=metrics_path,
@@ -395,13 +400,11 @@ def _ties_embeddings(model) -> bool:
     return False
 
 
-def _zero3() -> bool:
-    try:
-        from transformers.integrations import is_deepspeed_zero3_enabled
+def _is_main_process() -> bool:
+    """True on the main process of a multi-process launch (and in a single process)."""
+    from accelerate import PartialState
 
-        return bool(is_deepspeed_zero3_enabled())
-    except ImportError:
-        return False
+    return PartialState().is_main_process
 
 
 def _use_console_progress(trainer, enabled: bool) -> None:

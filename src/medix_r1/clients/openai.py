@@ -1,0 +1,209 @@
+"""Judge backend for any OpenAI-compatible chat endpoint: ``vllm serve``, SGLang, or a hosted API.
+
+Async (httpx) with bounded concurrency, a per-request deadline, and retries with exponential backoff and
+jitter for transient failures (timeouts, refused or dropped connections, HTTP 408/429/5xx). A permanent
+failure (another 4xx, a body that is not a chat completion) is not retried. Every failure surfaces as
+``TimeoutError`` or :class:`~medix_r1.judge.base.BackendError`; the :class:`~medix_r1.judge.Judge` turns it into
+a counted, uncached ``Verdict(score=None)``.
+
+The paper's judge, started on the judge host::
+
+    vllm serve Qwen/Qwen3-4B-Instruct-2507 --port 8000 --max-model-len 8192
+
+Thinking is switched off per request with ``chat_template_kwargs={"enable_thinking": False}`` (vLLM and
+SGLang accept it; set ``disable_thinking=False`` for hosted APIs that reject unknown fields - a 400 naming
+the field also switches it off automatically).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+
+from medix_r1.clients.base import BackendError, ChatBackend
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JUDGE_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_JUDGE_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
+DEFAULT_API_KEY_ENV = "MEDIX_JUDGE_API_KEY"
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# httpcore's connection pool scans all its connections for every request it places (quadratic in the pool
+# size): one pool of 64 connections spent 85% of the time there and ran 7x slower than the judge allowed
+# (benchmarks/reward_throughput.py). Several small pools, each request taking a free slot, avoid that.
+_CONNECTIONS_PER_POOL = 8
+
+
+class _Transient(Exception):
+    """A failure worth retrying (kept apart so the last one can be reported)."""
+
+
+class OpenAIChatBackend(ChatBackend):
+    """Chat completions over HTTP. One instance can be used from several event loops in turn (each loop gets
+    its own connection pool), which is what sync wrappers built on ``asyncio.run`` need.
+
+    >>> backend = OpenAIChatBackend(model="Qwen/Qwen3-4B-Instruct-2507")   # doctest: +SKIP
+    >>> await backend.complete([{"role": "user", "content": "Say YES"}], max_tokens=4)  # doctest: +SKIP
+    'YES'
+    """
+
+    def __init__(self, base_url: str = DEFAULT_JUDGE_URL, model: str = DEFAULT_JUDGE_MODEL, *,
+                 api_key_env: str = DEFAULT_API_KEY_ENV, timeout: float = 60.0, max_retries: int = 3,
+                 backoff_s: float = 0.5, max_backoff_s: float = 8.0, concurrency: int = 64,
+                 disable_thinking: bool = True, extra_body: dict | None = None):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model
+        self.api_key_env = api_key_env
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
+        self.concurrency = int(concurrency)
+        self.disable_thinking = disable_thinking
+        self.extra_body = dict(extra_body or {})
+        self._pools: dict[int, _LoopPools] = {}
+
+    # ----------------------------------------------------------------------------------------- plumbing
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _pool(self) -> _LoopPools:
+        """The running event loop's connection pools (created on first use in that loop)."""
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        entry = self._pools.get(id(loop))
+        if entry is None or entry.loop is not loop:
+            # Pools of loops that have since closed cannot be closed any more; drop them.
+            self._pools = {k: v for k, v in self._pools.items() if not v.loop.is_closed()}
+            n_pools = -(-self.concurrency // _CONNECTIONS_PER_POOL)
+            per = -(-self.concurrency // n_pools)
+            clients = [httpx.AsyncClient(base_url=self.base_url, headers=self._headers(),
+                                         timeout=httpx.Timeout(self.timeout),
+                                         limits=httpx.Limits(max_connections=per, max_keepalive_connections=per))
+                       for _ in range(n_pools)]
+            slots: asyncio.Queue = asyncio.Queue()
+            for k in range(self.concurrency):
+                slots.put_nowait(clients[k % n_pools])
+            entry = _LoopPools(loop, clients, slots)
+            self._pools[id(loop)] = entry
+        return entry
+
+    def _payload(self, messages: list[dict], max_tokens: int, temperature: float) -> dict:
+        body = {"model": self.model_name, "messages": messages, "max_tokens": max_tokens,
+                "temperature": temperature}
+        if self.disable_thinking:
+            body["chat_template_kwargs"] = {"enable_thinking": False}
+        body.update(self.extra_body)
+        return body
+
+    def describe(self) -> str:
+        return f"OpenAI-compatible judge {self.model_name!r} at {self.base_url}"
+
+    def how_to_fix(self) -> str:
+        return (f"is the judge server running and reachable at {self.base_url}? Start the paper's judge with "
+                f"`vllm serve {DEFAULT_JUDGE_MODEL} --port 8000` (or pass --judge-url/--judge-model for yours; "
+                f"set ${self.api_key_env} if it needs a key), or use the embedded judge with `--judge local`")
+
+    # ----------------------------------------------------------------------------------------- API
+    async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0) -> str:
+        pools = self._pool()
+        client = await pools.slots.get()  # waiting for a slot does not count against the request's deadline
+        try:
+            last: Exception | None = None
+            for attempt in range(self.max_retries + 1):
+                if attempt:
+                    delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        return await self._post(client, messages, max_tokens, temperature)
+                except TimeoutError as exc:
+                    last = exc
+                except _Transient as exc:
+                    last = exc
+                log.debug("judge request failed (attempt %d/%d): %s", attempt + 1, self.max_retries + 1, last)
+            if isinstance(last, TimeoutError):
+                raise TimeoutError(f"no reply within {self.timeout:g}s after {self.max_retries + 1} attempt(s) "
+                                   f"({self.describe()})")
+            raise BackendError(f"{last} after {self.max_retries + 1} attempt(s) ({self.describe()})")
+        finally:
+            pools.slots.put_nowait(client)
+
+    async def _post(self, client, messages, max_tokens, temperature) -> str:
+        import httpx
+
+        body = self._payload(messages, max_tokens, temperature)
+        try:
+            resp = await client.post("/chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(str(exc) or type(exc).__name__) from exc
+        except httpx.TransportError as exc:  # refused, reset, DNS, protocol errors
+            raise _Transient(f"{type(exc).__name__}: {exc or 'connection failed'}") from exc
+        if resp.status_code == 400 and self.disable_thinking and "chat_template_kwargs" in resp.text:
+            log.warning("%s rejects chat_template_kwargs; sending requests without it from now on",
+                        self.describe())
+            self.disable_thinking = False
+            raise _Transient("HTTP 400: chat_template_kwargs not accepted (retrying without it)")
+        if resp.status_code in _RETRY_STATUS:
+            raise _Transient(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        if resp.status_code >= 400:
+            raise BackendError(f"HTTP {resp.status_code} from {self.base_url}/chat/completions: {resp.text[:300]}")
+        try:
+            data = resp.json()
+            content = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"response is not a chat completion ({type(exc).__name__}): "
+                               f"{resp.text[:200]!r}") from exc
+        return content if isinstance(content, str) else ""
+
+    async def check(self) -> None:
+        """GET ``/models`` and check the model is served. Raises :class:`BackendError` saying how to fix it."""
+        import httpx
+
+        client = self._pool().clients[0]
+        try:
+            async with asyncio.timeout(min(self.timeout, 10.0)):
+                resp = await client.get("/models")
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise BackendError(f"cannot reach {self.describe()}: {type(exc).__name__}: {exc}. "
+                               f"{self.how_to_fix()}") from exc
+        if resp.status_code >= 400:
+            raise BackendError(f"{self.base_url}/models answered HTTP {resp.status_code}: {resp.text[:200]}. "
+                               f"{self.how_to_fix()}")
+        try:
+            served = [m.get("id") for m in resp.json().get("data", [])]
+        except (ValueError, AttributeError):
+            return  # some proxies do not list models; the first request will tell
+        if served and self.model_name not in served:
+            raise BackendError(f"{self.base_url} serves {served}, not {self.model_name!r}: pass "
+                               f"--judge-model {served[0]} or start the server with {self.model_name}")
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        entry = self._pools.pop(id(loop), None)
+        if entry is not None:
+            for client in entry.clients:
+                await client.aclose()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatBackend(base_url={self.base_url!r}, model={self.model_name!r})"
+
+
+class _LoopPools:
+    """One event loop's httpx clients and a queue of free request slots over them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, clients: list, slots: asyncio.Queue):
+        self.loop = loop
+        self.clients = clients
+        self.slots = slots
