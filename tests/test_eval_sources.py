@@ -207,6 +207,9 @@ def test_medxpertqa_mm_hub_route_attaches_images_zip(fake_hub, monkeypatch):
     td = load("medxpertqa_mm")
     assert seen == [("TsinghuaC3I/MedXpertQA", "MM", "test")]
     assert td.samples[0].images[0].member == "images/MM-1-a.jpeg" and td.samples[0].load_images()
+    rows = [json.loads(line) for line in (FIX / "medxpertqa" / "Text" / "test.jsonl").read_text().splitlines()]
+    fake_hub["calls"].clear()
+    assert load("medxpertqa_text").n == 1 and not fake_hub["calls"]  # the text task fetches no image archive
 
 
 def test_omnimedvqa_hub_zip_and_local_folder(fake_hub, tmp_path):
@@ -317,3 +320,13 @@ def test_real_hub_client_offline_with_an_empty_cache_says_how_to_pass_a_local_co
     for task in ("slake", "omnimedvqa"):  # a named file (hf_hub_download), a glob (snapshot_download)
         with pytest.raises(DataUnavailable, match=rf"(?s)cannot download.*--data-dir {task}=PATH"):
             load(task)
+
+
+def test_limit_stops_reading_inside_a_zip(monkeypatch):
+    from medix_r1.eval.sources.archives import ZipTree
+
+    read = []
+    real = ZipTree.read
+    monkeypatch.setattr(ZipTree, "read", lambda self, member: read.append(member) or real(self, member))
+    assert load("omnimedvqa", FIX / "omnimedvqa" / "OmniMedVQA.zip", limit=1).n == 1
+    assert read == ["OmniMedVQA/QA_information/Open-access/DermSet.json"]  # the second file was never read

@@ -71,7 +71,12 @@ def _zip_tables(zip_path: Path, spec: TaskSpec) -> list[_Table]:
     if not members:
         what = spec.source.files or f"a file of split {spec.source.split!r}"
         raise DataUnavailable(f"task {spec.name}: found no {what} inside {zip_path}", where=str(zip_path))
-    return [_Table(f"{zip_path}!/{m}", read_table(m, data=tree.read(m))) for m in members]
+    return [_Table(f"{zip_path}!/{m}", _member_rows(tree, m)) for m in members]
+
+
+def _member_rows(tree: ZipTree, member: str) -> Iterator[dict]:
+    # A generator, so a member is read only when its rows are reached (not at all past --limit).
+    yield from read_table(member, data=tree.read(member))
 
 
 def _path_tables(files: list[Path]) -> list[_Table]:
