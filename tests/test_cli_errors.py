@@ -315,3 +315,28 @@ def test_demo_completions_writes_the_named_file(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and {r["kind"] for r in rows} == {"right", "wrong", "malformed", "no-reasoning",
                                                             "injection"}
+
+
+def test_ctrl_c_in_train_says_to_resume(capsys):
+    import argparse
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    assert cli.run_command(interrupted, argparse.Namespace(command="train")) == EXIT_INTERRUPTED
+    err = _errors(capsys)
+    assert "finished work is kept" in err and "--resume" in err
+
+
+def test_behind_a_proxy_the_proxy_is_probed(monkeypatch):
+    """huggingface_hub reaches the hub through HTTPS_PROXY: a direct connection failing says nothing then."""
+    for var in ("https_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        # a hub host that cannot be resolved: only the proxy makes it reachable
+        assert cli.hub_reachable("https://hub.invalid") is True
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    assert cli.hub_reachable("https://hub.invalid") is False
