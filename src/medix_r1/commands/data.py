@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from medix_r1.errors import InputError
 
@@ -94,18 +95,24 @@ def _no_rows(source, split) -> InputError:
 
 
 def cmd_validate(args) -> int:
+    from tqdm.auto import tqdm
+
     from medix_r1.data.loaders import RowIssue, iter_samples
 
     source = _source(args)
     ok = bad = 0
     files: set[str] = set()
-    for file, _n, item in iter_samples(source, split=args.split, check_images=not args.no_images):
+    # A progress bar on a terminal only (disable=None): a full dataset is tens of thousands of images to decode.
+    rows = tqdm(iter_samples(source, split=args.split, check_images=not args.no_images), desc="validate",
+                unit=" rows", disable=None, file=sys.stderr)
+    for file, _n, item in rows:
         files.add(file)
         if isinstance(item, RowIssue):
             bad += 1
-            print(item)
+            rows.write(str(item), file=sys.stdout)
         else:
             ok += 1
+    rows.close()
     if ok + bad == 0:
         raise _no_rows(source, args.split)
     status = "OK" if bad == 0 else "FAILED"
