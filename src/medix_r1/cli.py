@@ -23,7 +23,7 @@ from medix_r1.commands import COMMAND_MODULES
 
 log = logging.getLogger("medix_r1.cli")
 
-_VERBOSE_HELP = "more logging: -v shows progress notes (INFO), -vv debug details and tracebacks"
+_VERBOSE_HELP = "more output: -v adds progress notes (INFO) and the traceback of an error, -vv debug details"
 HUB_PROBE_TIMEOUT_S = 1.5
 
 

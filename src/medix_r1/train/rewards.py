@@ -144,8 +144,11 @@ def build_rewards(section: dict[str, Any]) -> RewardSetup:
 
             if isinstance(exc, (BackendError, OSError, TimeoutError)):
                 judge = config.judge
+                # The backend's generic hint names score/eval flags; train's own hint follows instead.
+                how = getattr(getattr(suite.judge, "backend", None), "how_to_fix", None)
+                detail = str(exc).replace(how(), "").strip().rstrip(".") if callable(how) else str(exc)
                 raise JudgeUnavailableError(
-                    f"the reward's judge cannot answer ({exc}). Judge: {judge.backend} {judge.model_name} "
+                    f"the reward's judge cannot answer ({detail}). Judge: {judge.backend} {judge.model_name} "
                     f"at {judge.url if judge.backend == 'openai' else 'in-process'}. Start one with "
                     f"`vllm serve {judge.model_name} --host 0.0.0.0 --port 8000` on a GPU (see "
                     "docs/training.md for multi-node layouts), point reward.judge.url at it, or use the "
