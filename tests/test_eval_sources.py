@@ -330,3 +330,21 @@ def test_limit_stops_reading_inside_a_zip(monkeypatch):
     monkeypatch.setattr(ZipTree, "read", lambda self, member: read.append(member) or real(self, member))
     assert load("omnimedvqa", FIX / "omnimedvqa" / "OmniMedVQA.zip", limit=1).n == 1
     assert read == ["OmniMedVQA/QA_information/Open-access/DermSet.json"]  # the second file was never read
+
+
+def test_a_config_folder_that_is_missing_is_not_filled_from_another_config():
+    """A cais/mmlu root without clinical_knowledge/ gave that task the anatomy rows."""
+    with pytest.raises(DataUnavailable, match=r"found no file of split 'test' \(and no clinical_knowledge/ folder\)"):
+        load("mmlu_clinical_knowledge", FIX / "mmlu")
+    assert load("mmlu_anatomy", FIX / "mmlu" / "anatomy").n == 3  # the config's own folder, passed directly
+
+
+def test_save_to_disk_folder_keeps_images_lazy(tmp_path):
+    import datasets
+    import pyarrow.parquet as pq
+
+    ds = datasets.Dataset(pq.read_table(FIX / "vqa_rad" / "data" / "test-00000-of-00001.parquet"))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
+    td = load("vqa_rad", tmp_path / "saved")
+    assert td.n == 3 and isinstance(td.samples[0].images[0], ArrowImage)
+    assert td.samples[1].load_images()[0].size == (8, 8)
