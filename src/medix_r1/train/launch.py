@@ -98,6 +98,16 @@ def _config_processes(config_file: str | None) -> int | None:
         return None
 
 
+def _is_accelerate_launch(argv: list[str]) -> bool:
+    """``accelerate launch ...``, ``python -m accelerate.commands.launch ...`` or ``.../accelerate/commands/launch.py``."""
+    for i, arg in enumerate(argv[:4]):
+        if re.search(r"accelerate[./]commands[./]launch(\.py)?$", arg):
+            return True
+        if re.search(r"(^|/)accelerate(\.exe)?$", arg) and i + 1 < len(argv) and argv[i + 1] == "launch":
+            return True
+    return False
+
+
 def requested_processes(argv: list[str] | None = None) -> int | None:
     """How many processes the ``accelerate launch`` that started this process asked for, when it can be told.
 
@@ -105,7 +115,7 @@ def requested_processes(argv: list[str] | None = None) -> int | None:
     when this process was not started by ``accelerate launch`` or the count is not known.
     """
     argv = _parent_cmdline() if argv is None else argv
-    if "launch" not in argv or not any(re.search(r"accelerate(\.exe)?$|accelerate/commands", a) for a in argv):
+    if not _is_accelerate_launch(argv):
         return None
     value = _flag_value(argv, "--num_processes", "--num-processes")
     if value is not None:
