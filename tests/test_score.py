@@ -71,10 +71,18 @@ def test_score_with_a_served_judge(tmp_path, capsys, demo):
     assert "accuracy_llm" in captured.out and "judge:" in captured.out and "cache hits" in captured.out
     assert 0 < calls < len(demo)  # exact matches and injections never reach the judge
 
-    # rerun: every verdict comes from the cache
+    # rerun of the same command: every row is already in the output, nothing is asked again
     with StubChatServer(stub_reply) as server:
         assert main(["score", "--input", str(inp), "--output", str(out), "--judge-url", server.url,
                      "--judge-model", server.model, "--embedding", "minilm",
+                     "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 1
+        assert server.request_count == 0
+    assert f"{len(demo)} kept from an earlier run" in capsys.readouterr().out
+    assert read_jsonl(out) == rows
+    # another output: every verdict comes from the cache
+    with StubChatServer(stub_reply) as server:
+        assert main(["score", "--input", str(inp), "--output", str(tmp_path / "out2.jsonl"), "--judge-url",
+                     server.url, "--judge-model", server.model, "--embedding", "minilm",
                      "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 1
         assert server.request_count == 0
     assert "cache hits" in capsys.readouterr().out

@@ -6,8 +6,9 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
-from medix_r1.errors import InputError
+from medix_r1.errors import InputError, UsageError
 
 _PATH_HELP = ("a data source: a .jsonl/.json/.parquet file, a folder of <split>.jsonl files, a "
               "datasets.save_to_disk folder, or a hub dataset id (needs network). Default: the bundled demo data")
@@ -77,6 +78,11 @@ def register(subparsers) -> None:
 def _source(args):
     from medix_r1.data import BUNDLED_DIR
 
+    if getattr(args, "split", None) and args.path and os.path.isfile(args.path):
+        # a single file is read whole: a --split there would be silently ignored
+        raise UsageError(f"--split {args.split} selects a <split>.jsonl file of a folder or a key of a saved "
+                         "DatasetDict, and PATH is one file", where=args.path,
+                         fix="drop --split, or pass the folder that holds the split files")
     return args.path or BUNDLED_DIR
 
 
@@ -146,6 +152,7 @@ def cmd_show(args) -> int:
 
     template = get_template(args.template)
     source = _source(args)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before any work
     res = load_samples(source, split=args.split, on_error="skip")
     if not res.samples:
         if not res.issues:

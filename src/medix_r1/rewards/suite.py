@@ -150,6 +150,7 @@ class RewardSuite:
         self.stats = RewardStats()
         self._build_lock = threading.Lock()
         self._prep_lock = threading.Lock()
+        self._embed_lock = threading.Lock()
         self._last_prepared: tuple | None = None
 
     # ----------------------------------------------------------------------------------------- parts
@@ -214,8 +215,9 @@ class RewardSuite:
                 todo.append(i)
         if todo:
             t0 = time.perf_counter()
-            sims = self.embedder.similarity([prepared[i].answer for i in todo],
-                                            [prepared[i].reference for i in todo])
+            with self._embed_lock:  # one encoder, possibly called from several worker threads
+                sims = self.embedder.similarity([prepared[i].answer for i in todo],
+                                                [prepared[i].reference for i in todo])
             with self.stats._lock:
                 self.stats.embed_seconds += time.perf_counter() - t0
             for i, s in zip(todo, sims):
