@@ -24,12 +24,13 @@ def load(task: str, path=None, protocol: str = "default", **kw):
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    """Serve ``repo -> folder`` as hub repositories: file listing and (cached) downloads."""
+    """Serve ``repo -> folder`` as hub repositories: snapshots of a glob's files and single downloads."""
     repos: dict[str, Path] = {}
     calls: list[tuple[str, str]] = []
 
-    def list_files(repo):
-        return sorted(str(p.relative_to(repos[repo])) for p in repos[repo].rglob("*") if p.is_file())
+    def snapshot(repo, pattern):
+        calls.append((repo, pattern))
+        return repos[repo]
 
     def download(repo, filename):
         calls.append((repo, filename))
@@ -38,7 +39,7 @@ def fake_hub(monkeypatch):
             raise FileNotFoundError(f"{repo} has no {filename}")
         return path
 
-    monkeypatch.setattr(hub, "list_files", list_files)
+    monkeypatch.setattr(hub, "snapshot", snapshot)
     monkeypatch.setattr(hub, "download", download)
     repos["calls"] = calls  # type: ignore[assignment]
     return repos
@@ -206,12 +207,16 @@ def test_medxpertqa_mm_hub_route_attaches_images_zip(fake_hub, monkeypatch):
     td = load("medxpertqa_mm")
     assert seen == [("TsinghuaC3I/MedXpertQA", "MM", "test")]
     assert td.samples[0].images[0].member == "images/MM-1-a.jpeg" and td.samples[0].load_images()
+    rows = [json.loads(line) for line in (FIX / "medxpertqa" / "Text" / "test.jsonl").read_text().splitlines()]
+    fake_hub["calls"].clear()
+    assert load("medxpertqa_text").n == 1 and not fake_hub["calls"]  # the text task fetches no image archive
 
 
 def test_omnimedvqa_hub_zip_and_local_folder(fake_hub, tmp_path):
     """OmniMedVQA is one zip on the hub (foreverbeliever/OmniMedVQA); one file says `modality`."""
     fake_hub["foreverbeliever/OmniMedVQA"] = FIX / "omnimedvqa"
     td = load("omnimedvqa")
+    assert fake_hub["calls"] == [("foreverbeliever/OmniMedVQA", "*.zip")]
     by_id = {s.id: s for s in td.samples}
     assert set(by_id) == {"DermSet_0001", "FundusSet_0001"} and not td.issues
     assert by_id["FundusSet_0001"].modality == "<FUNDUS_PHOTOGRAPHY>"
@@ -305,3 +310,41 @@ def test_pmc_vqa_paper_variant_reads_only_test_2_from_a_local_folder(tmp_path):
     td = load("pmc_vqa_hard", tmp_path, protocol="paper")
     assert td.spec.source.hub == "sahalshajim/medix-eval-sets" and td.n == 2 and not td.issues
     assert td.samples[0].options is None and td.samples[0].load_images()
+
+
+def test_real_hub_client_offline_with_an_empty_cache_says_how_to_pass_a_local_copy(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # never the network
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for task in ("slake", "omnimedvqa"):  # a named file (hf_hub_download), a glob (snapshot_download)
+        with pytest.raises(DataUnavailable, match=rf"(?s)cannot download.*--data-dir {task}=PATH"):
+            load(task)
+
+
+def test_limit_stops_reading_inside_a_zip(monkeypatch):
+    from medix_r1.eval.sources.archives import ZipTree
+
+    read = []
+    real = ZipTree.read
+    monkeypatch.setattr(ZipTree, "read", lambda self, member: read.append(member) or real(self, member))
+    assert load("omnimedvqa", FIX / "omnimedvqa" / "OmniMedVQA.zip", limit=1).n == 1
+    assert read == ["OmniMedVQA/QA_information/Open-access/DermSet.json"]  # the second file was never read
+
+
+def test_a_config_folder_that_is_missing_is_not_filled_from_another_config():
+    """A cais/mmlu root without clinical_knowledge/ gave that task the anatomy rows."""
+    with pytest.raises(DataUnavailable, match=r"found no file of split 'test' \(and no clinical_knowledge/ folder\)"):
+        load("mmlu_clinical_knowledge", FIX / "mmlu")
+    assert load("mmlu_anatomy", FIX / "mmlu" / "anatomy").n == 3  # the config's own folder, passed directly
+
+
+def test_save_to_disk_folder_keeps_images_lazy(tmp_path):
+    import datasets
+    import pyarrow.parquet as pq
+
+    ds = datasets.Dataset(pq.read_table(FIX / "vqa_rad" / "data" / "test-00000-of-00001.parquet"))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
+    td = load("vqa_rad", tmp_path / "saved")
+    assert td.n == 3 and isinstance(td.samples[0].images[0], ArrowImage)
+    assert td.samples[1].load_images()[0].size == (8, 8)

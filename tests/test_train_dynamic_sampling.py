@@ -228,6 +228,7 @@ def test_min_mean_is_the_same_for_text_only_rows_and_custom_weights():
     # columns: accuracy (weight 3), modality (weight 1); a perfect text-only group and a perfect image group
     t = _trainer({0: INFORMATIVE, 1: INFORMATIVE})
     t.reward_weights = torch.tensor([3.0, 1.0])
+    t.reward_func_names = ["accuracy_llm", "modality"]
     t._medix_last_rewards = torch.tensor([[1.0, nan]] * 4 + [[1.0, 1.0]] * 4)
     totals = t._local_total_rewards(8)
     assert totals.tolist() == [1.0] * 8  # both at the top of the scale: max_mean drops both alike

@@ -9,7 +9,6 @@ import threading
 import pytest
 import torch
 
-from medix_r1.rewards.total import total_reward, total_rewards
 from medix_r1.testing import StubChatServer
 from medix_r1.train.rewards import build_rewards, fill_failed_verdicts, rates_from_counts, sum_counts
 
@@ -30,16 +29,6 @@ def test_fill_failed_verdicts_uses_the_group_mean_of_that_component_only():
 
 def math_nan(x) -> bool:
     return bool(torch.isnan(torch.as_tensor(x)))
-
-
-def test_total_is_the_weighted_mean_of_the_components_that_apply():
-    w = [0.5175, 0.3375, 0.045, 0.10]
-    # issue 10 item 6: a perfect text-only row was None in `score` and 0.955 in the trainer's nansum
-    assert total_reward([1.0, 1.0, None, 1.0], w) == pytest.approx(1.0)
-    assert total_reward([1.0, 1.0, 1.0, 1.0], w) == pytest.approx(1.0)
-    assert total_reward([None] * 4, w) is None
-    t = total_rewards(torch.tensor([[1.0, 1.0, NAN, 1.0], [0.0, 1.0, 1.0, 0.0], [NAN] * 4]), w)
-    assert t[0].item() == pytest.approx(1.0) and t[1].item() == pytest.approx(0.3825) and math_nan(t[2])
 
 
 def test_counts_are_summed_before_rates_are_derived():

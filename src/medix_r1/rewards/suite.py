@@ -36,6 +36,7 @@ from medix_r1.rewards.checks import Prepared, format_score, modality_score, prep
 from medix_r1.rewards.config import COMPONENTS, RewardConfig
 from medix_r1.rewards.embedding import Embedder
 from medix_r1.rewards.inputs import RowReference, completion_texts, row_references
+from medix_r1.rewards.total import composite_total
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class RewardSuite:
         self.stats = RewardStats()
         self._build_lock = threading.Lock()
         self._prep_lock = threading.Lock()
+        self._embed_lock = threading.Lock()
         self._last_prepared: tuple | None = None
 
     # ----------------------------------------------------------------------------------------- parts
@@ -213,8 +215,9 @@ class RewardSuite:
                 todo.append(i)
         if todo:
             t0 = time.perf_counter()
-            sims = self.embedder.similarity([prepared[i].answer for i in todo],
-                                            [prepared[i].reference for i in todo])
+            with self._embed_lock:  # one encoder, possibly called from several worker threads
+                sims = self.embedder.similarity([prepared[i].answer for i in todo],
+                                                [prepared[i].reference for i in todo])
             with self.stats._lock:
                 self.stats.embed_seconds += time.perf_counter() - t0
             for i, s in zip(todo, sims):
@@ -308,8 +311,8 @@ class RewardSuite:
                           details: bool = False) -> list[dict]:
         """Score dict rows (``completion`` plus reference columns); one reward dict per row, in order.
 
-        Each dict has every component (``None`` when not requested or not decided) and ``total`` (the
-        weighted sum, only when all four components have a value). With ``details``, a ``details`` entry
+        Each dict has every component (``None`` when not requested or not decided) and ``total``
+        (:func:`medix_r1.rewards.total.composite_total` over the requested components). With ``details``, a ``details`` entry
         adds the answer as compared, the shortcut, the judge status and raw reply, and the similarity.
         """
         comps = self.config.components
@@ -339,8 +342,7 @@ class RewardSuite:
         w = self.config.weights
         for i, p in enumerate(prepared):
             r = {c: result[c][i] for c in ("format", "modality", "accuracy_llm", "accuracy_embed")}
-            r["total"] = (sum(w[c] * r[c] for c in COMPONENTS)
-                          if all(r[c] is not None for c in COMPONENTS) else None)
+            r["total"] = composite_total(r, w, comps)
             if details:
                 v = verdicts[i]
                 r["details"] = {"answer": p.answer, "reference": p.reference, "shortcut": p.shortcut_reason,

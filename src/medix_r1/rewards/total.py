@@ -1,57 +1,62 @@
-"""The total reward of one completion, defined once: the weighted mean of the components that apply.
+"""The composite reward's total, defined once: ``medix-r1 score`` and the trainer both use
+:func:`composite_total`.
 
-A component that does not apply to a row has no value (``None`` / ``NaN``): the modality of a text-only
-question, every reference-based component of a row without a reference, an accuracy component whose judge
-gave no verdict. The total divides by the weights of the components that *do* apply, so it stays on the
-same 0..1 scale for a text-only row, an image row and any custom weights (with the paper's weights, which
-sum to 1, an image row's total is the plain weighted sum). A row where no component applies (or only
-components of weight 0) has no total.
+The total is the weighted mean of the components that apply to the row::
 
-Used by ``medix-r1 score`` (the ``total`` column) and by DAPO's dynamic sampling (``min_mean`` /
-``max_mean`` compare group means of this total). TRL's own advantage uses its weighted ``nansum``; within a
-group the components that apply are the same for every completion, so both give the same ordering.
+    total = sum(w[c] * score[c] for c in applying) / sum(w[c] for c in applying)
+
+- ``applying`` is the configured components, less ``modality`` when the row is text-only (the modality
+  component is ``None`` exactly then: there is no tag to match). With the paper's weights (summing to 1) an
+  image row's total is the plain weighted sum; a text-only row is divided by 0.955, so a perfect answer
+  scores 1.0 on both kinds of row, and thresholds such as dynamic sampling's ``min_mean`` / ``max_mean``
+  mean the same thing for both, and under any custom weights.
+- Any other component that is ``None`` (the judge gave no verdict, the row has no reference) makes the
+  total ``None``: a missing value is never replaced by 0 here. What the trainer does with such a row
+  (its group rule) is decided in :mod:`medix_r1.train.rewards`, not here.
+
+For the trainer: call it per completion with that completion's component values (a mapping, or the TRL
+reward columns row by row) and the same weights that go to ``GRPOConfig.reward_weights``::
+
+    from medix_r1.rewards.total import composite_total
+    totals = [composite_total({c: cols[c][i] for c in cols}, config.weights, config.components)
+              for i in range(n)]
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from medix_r1.rewards.config import COMPONENTS
+
+NONE_MEANS_NOT_APPLICABLE = frozenset({"modality"})
+"""Components whose ``None`` means "does not apply to this row" (rather than "no value")."""
 
 
-def total_reward(values: Sequence[float | None], weights: Sequence[float]) -> float | None:
-    """``sum(w * v) / sum(w)`` over the components with a value; ``None`` when none (of non-zero weight) has one.
+def applying_components(scores: Mapping[str, float | None],
+                        components: Sequence[str] = COMPONENTS) -> list[str]:
+    """The components that count towards this row's total."""
+    return [c for c in components if not (c in NONE_MEANS_NOT_APPLICABLE and scores.get(c) is None)]
 
-    >>> total_reward([1.0, None, 0.0], [0.5, 0.3, 0.2])   # 0.5 / (0.5 + 0.2)
-    0.7142857142857143
-    >>> total_reward([None, None], [1.0, 1.0]) is None
+
+def composite_total(scores: Mapping[str, float | None], weights: Mapping[str, float],
+                    components: Sequence[str] = COMPONENTS) -> float | None:
+    """The row's total: the weighted mean over the components that apply (module docstring).
+
+    >>> w = {"accuracy_llm": 0.5175, "accuracy_embed": 0.3375, "modality": 0.045, "format": 0.10}
+    >>> composite_total({"accuracy_llm": 1, "accuracy_embed": 1, "modality": None, "format": 1}, w)
+    1.0
+    >>> round(composite_total({"accuracy_llm": 1, "accuracy_embed": 0, "modality": 1, "format": 1}, w), 4)
+    0.6625
+    >>> composite_total({"accuracy_llm": None, "accuracy_embed": 1, "modality": 1, "format": 1}, w) is None
     True
     """
-    if len(values) != len(weights):
-        raise ValueError(f"{len(values)} component values for {len(weights)} weights")
-    num = den = 0.0
-    for v, w in zip(values, weights, strict=True):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            continue
-        num += w * v
-        den += w
-    return num / den if den > 0 else None
+    used = applying_components(scores, components)
+    if not used or any(scores.get(c) is None for c in used):
+        return None
+    weight = sum(weights[c] for c in used)
+    if weight <= 0:
+        return None
+    return sum(weights[c] * float(scores[c]) for c in used) / weight
 
 
-def total_rewards(rewards_per_func, weights):
-    """:func:`total_reward` for every row of a ``(rows, components)`` tensor (``NaN`` = no value).
-
-    Returns a ``(rows,)`` float tensor, ``NaN`` where :func:`total_reward` is ``None``.
-    """
-    import torch
-
-    r = rewards_per_func.detach().float()
-    w = torch.as_tensor(weights, dtype=torch.float32, device=r.device).unsqueeze(0).expand_as(r)
-    has = ~torch.isnan(r)
-    num = torch.where(has, r * w, torch.zeros_like(r)).sum(dim=1)
-    den = torch.where(has, w, torch.zeros_like(w)).sum(dim=1)
-    out = num / den.clamp(min=1e-12)
-    out[den <= 0] = torch.nan
-    return out
-
-
-__all__ = ["total_reward", "total_rewards"]
+__all__ = ["NONE_MEANS_NOT_APPLICABLE", "applying_components", "composite_total"]

@@ -4,7 +4,7 @@ A group (the ``num_generations`` completions of one prompt) whose rewards are al
 everywhere, so it adds no policy gradient; a group that is (almost) always right or always wrong carries
 almost none. DAPO drops such groups and refills the batch with fresh prompts, so every update sees groups
 that discriminate. Here a group is dropped when its mean total reward (the weighted mean of the components
-that apply, :func:`medix_r1.rewards.total.total_rewards`) is ``<= min_mean`` or ``>= max_mean``
+that apply, :func:`medix_r1.rewards.total.composite_total`) is ``<= min_mean`` or ``>= max_mean``
 (0.01 / 0.99 as in reference.md §4), or when all its rewards are equal (``drop_equal``).
 
 Where it hooks into TRL (no fork): :class:`DynamicSamplingMixin` overrides
@@ -231,15 +231,22 @@ class DynamicSamplingMixin:
                            self.num_generations)
 
     def _local_total_rewards(self, n_local: int) -> torch.Tensor:
-        """The total reward (:func:`medix_r1.rewards.total.total_rewards`: the weighted mean of the components
+        """The total reward (:func:`medix_r1.rewards.total.composite_total`: the weighted mean of the components
         that apply) of this process's completions from the last scoring round, so that ``min_mean`` /
-        ``max_mean`` mean the same for text-only and image rows and under any weights."""
-        from medix_r1.rewards.total import total_rewards
+        ``max_mean`` mean the same for text-only and image rows and under any weights. ``NaN`` where the
+        total has no value (e.g. the judge failed on every completion of the group)."""
+        from medix_r1.rewards.total import composite_total
 
-        rewards = self._medix_last_rewards
-        total = total_rewards(rewards, self.reward_weights.to(rewards.device))
+        rewards = self._medix_last_rewards.detach().float().cpu()
         start = self.accelerator.process_index * n_local
-        return total[start:start + n_local].cpu()
+        names = list(getattr(self, "reward_func_names", None) or [f"reward_{i}" for i in range(rewards.shape[1])])
+        weights = dict(zip(names, self.reward_weights.tolist(), strict=True))
+        totals = []
+        for row in rewards[start:start + n_local].tolist():
+            scores = {n: None if math.isnan(v) else v for n, v in zip(names, row, strict=True)}
+            t = composite_total(scores, weights, names)
+            totals.append(math.nan if t is None else t)
+        return torch.tensor(totals)
 
     def _refill_batches(self) -> Iterator[list[dict]]:
         """Endless fresh generation batches: a seeded shuffle of the train set, one disjoint slice per process."""

@@ -129,10 +129,10 @@ def build_rewards(section: dict[str, Any]) -> RewardSetup:
         jc = config.judge
         budget = ErrorBudget(
             f"the reward's judge ({judge.describe()})", jc.max_error_rate, window=jc.error_window,
-            fix=f"{judge.backend.how_to_fix()}; or loosen the budget with --set reward.judge.max_error_rate=R "
-                "or a larger reward.judge.error_window",
-            resume="then continue from the last checkpoint with the same command plus --resume (verdicts "
-                   "already given are in the cache)")
+            fix=_judge_fix(jc) + "; or loosen the budget with --set reward.judge.max_error_rate=R or a larger "
+                "--set reward.judge.error_window=N",
+            resume="Then continue from the last checkpoint: the same command with --resume (verdicts already "
+                   "given are kept in the verdict cache)")
     funcs, weights = build_reward_functions(config, judge=judge)
     suite = funcs[0].suite
 
@@ -144,8 +144,11 @@ def build_rewards(section: dict[str, Any]) -> RewardSetup:
 
             if isinstance(exc, (BackendError, OSError, TimeoutError)):
                 judge = config.judge
+                # The backend's generic hint names score/eval flags; train's own hint follows instead.
+                how = getattr(getattr(suite.judge, "backend", None), "how_to_fix", None)
+                detail = str(exc).replace(how(), "").strip().rstrip(".") if callable(how) else str(exc)
                 raise JudgeUnavailableError(
-                    f"the reward's judge cannot answer ({exc}). Judge: {judge.backend} {judge.model_name} "
+                    f"the reward's judge cannot answer ({detail}). Judge: {judge.backend} {judge.model_name} "
                     f"at {judge.url if judge.backend == 'openai' else 'in-process'}. Start one with "
                     f"`vllm serve {judge.model_name} --host 0.0.0.0 --port 8000` on a GPU (see "
                     "docs/training.md for multi-node layouts), point reward.judge.url at it, or use the "
@@ -170,6 +173,15 @@ def count_into(trainer: Any, counts: dict[str, float]) -> None:
     if getattr(trainer, "_medix_counts", None) is None:
         trainer._medix_counts = Counter()
     trainer._medix_counts.update({k: v for k, v in counts.items() if v})
+
+
+def _judge_fix(jc) -> str:
+    """How to repair the reward's judge, naming only recipe keys and ``train`` flags."""
+    if jc.backend == "local":
+        return (f"the in-process judge {jc.model_name} failed (run with -v for its errors), or use a judge server "
+                "with --set reward.judge.backend=openai")
+    return (f"is the judge server at {jc.url} running and serving {jc.model_name}? Start one with `vllm serve "
+            f"{jc.model_name} --port 8000`, or point the recipe at yours with --set reward.judge.url=URL")
 
 
 def sum_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:

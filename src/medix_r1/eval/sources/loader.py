@@ -69,9 +69,14 @@ def _zip_tables(zip_path: Path, spec: TaskSpec) -> list[_Table]:
     tree = ZipTree.open(zip_path)
     members = _zip_split_members(tree, spec)
     if not members:
-        what = spec.source.files or f"a file of split {spec.source.split!r}"
+        what = spec.source.files or f"file of split {spec.source.split!r}"
         raise DataUnavailable(f"task {spec.name}: found no {what} inside {zip_path}", where=str(zip_path))
-    return [_Table(f"{zip_path}!/{m}", read_table(m, data=tree.read(m))) for m in members]
+    return [_Table(f"{zip_path}!/{m}", _member_rows(tree, m)) for m in members]
+
+
+def _member_rows(tree: ZipTree, member: str) -> Iterator[dict]:
+    # A generator, so a member is read only when its rows are reached (not at all past --limit).
+    yield from read_table(member, data=tree.read(member))
 
 
 def _path_tables(files: list[Path]) -> list[_Table]:
@@ -102,11 +107,18 @@ def _local_tables(path: Path, spec: TaskSpec, config: str | None) -> tuple[list[
         files = glob_files(folder, src.local_files)
     if not files and not src.files:
         files = split_files(folder, _split_names(spec))
+        if config and folder == path:
+            # No <config>/ folder: the path is that config's own folder, so other configs' folders inside it
+            # are not this task's (a cais/mmlu root without clinical_knowledge/ must not yield anatomy rows).
+            files = [f for f in files if len(f.relative_to(path).parts) == 1
+                     or f.relative_to(path).parts[0] in ("data", *_split_names(spec))]
     if files:
         return _path_tables(files), resolver
     if archive is not None and src.files_in_archive:
         return _zip_tables(archive, spec), resolver
-    what = src.files or f"a file of split {src.split!r}"
+    what = src.files or f"file of split {src.split!r}"
+    if config and folder == path:
+        what += f" (and no {config}/ folder)"
     raise DataUnavailable(f"task {spec.name}: found no {what} under {folder}", where=str(folder),
                           fix=f"pass --data-dir {spec.name}=PATH with the dataset in its published layout")
 
