@@ -12,17 +12,26 @@ Cases: ``lazy`` (today's code: samples hold a reference to their table row, imag
 when the trainer reads a batch) and ``eager`` (the old behaviour, kept to compare: every sample holds its
 images' encoded bytes, as the loader produced them before the change).
 
-Measured on the 2-core CPU machine (20,000 rows, one 160 x 160 JPEG each, about 236 MB of images on disk;
-RSS after loading + one batch; Python 3.11, datasets 5.2):
+Measured on the 2-core CPU machine (20,000 rows, one 160 x 160 JPEG each: 279 MB of encoded images, 281 MB
+of Arrow; RSS after loading + one batch; 148 MB of it are the imports):
 
-=========  ==============  ==========================
-case       save_to_disk    parquet
-=========  ==============  ==========================
-before     1,094 MB        1,353 MB
-after      see the docs    see the docs
-=========  ==============  ==========================
+==============  ==============  ==============
+case            save_to_disk    Parquet
+==============  ==============  ==============
+before (eager)  494 - 498 MB    807 MB
+after (lazy)    243 MB          830 MB
+==============  ==============  ==============
 
-(``before`` was measured with the code before the change; ``eager`` reproduces it.) Run:
+``before`` was first measured with the code before the change (494 MB for save_to_disk; the Parquet figure
+then, 517 MB, was taken with the imports outside the baseline), and ``eager`` reproduces it (498 MB). A
+memory-mapped table costs almost nothing more than its text once samples stop copying the images (95 MB
+over the imports, against 350 MB). A Parquet file is decompressed into memory by pyarrow whatever the samples
+hold, so its figure stays high: convert large image sets with ``datasets.save_to_disk`` (or let
+``load_dataset`` cache them) for training. The old loader also cast the image columns with
+``cast_column(Image(decode=False))``, which wrote a second copy of the table (295 MB here) as a cache file
+into the ``save_to_disk`` folder on first use; references need no cast.
+
+Run:
 ``python benchmarks/train_memory.py [--rows 20000] [--work /tmp/medix-train-memory]``.
 """
 
@@ -102,8 +111,6 @@ def measure(source: str, mode: str) -> dict:
     t0 = time.perf_counter()
     samples, _ = load_training_samples(source, split=None, on_error="raise", limit=None)
     if mode == "eager":  # the old behaviour: every sample holds its images' encoded bytes
-        from medix_r1.data.schema import load_image  # noqa: F401 - same decoder, bytes held up front
-
         for s in samples:
             s.images = [_bytes_of(img) for img in s.images]
     ds = build_dataset(samples, get_template("medix"), max_pixels=128 * 128)
@@ -117,8 +124,8 @@ def measure(source: str, mode: str) -> dict:
 
 
 def _bytes_of(img) -> dict:
-    fetch = getattr(img, "fetch", None)
-    return fetch() if callable(fetch) else img
+    cell = getattr(img, "cell", None)  # a TableImage reference -> the stored {"bytes", "path"} cell
+    return cell() if callable(cell) else img
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ then, so the engine is read from the environment first and from the trainer argu
 - :func:`check_process_count` warns when the launch asked for several processes and only this one started:
   ``accelerate launch --cpu --num_processes 2`` (and a config with ``distributed_type: MULTI_CPU``) runs the
   script once, without an error. On CPU, several processes need ``distributed_type: MULTI_GPU`` (or
-  ``--multi_gpu``) together with ``use_cpu: true`` in the config; see docs/training.md, "Launchers".
+  ``--multi_gpu``) together with ``use_cpu: true`` in the config; see docs/training.md, "Launchers and engines".
 """
 
 from __future__ import annotations
@@ -137,6 +137,6 @@ def check_process_count(argv: list[str] | None = None) -> str | None:
                "whose distributed_type is MULTI_CPU) accelerate runs the script once, as a single process. "
                f"For {wanted} processes on CPU use `accelerate launch --config_file recipes/accelerate/cpu_ddp.yaml "
                f"--num_processes {wanted}` (distributed_type MULTI_GPU with use_cpu: true) or "
-               f"`torchrun --nproc_per_node {wanted}`; see docs/training.md, \"Launchers\".")
+               f"`torchrun --nproc_per_node {wanted}`; see docs/training.md, \"Launchers and engines\".")
     log.warning(message)
     return message
