@@ -26,7 +26,7 @@ from pathlib import Path
 
 from medix_r1.eval import load_tasks, run_eval
 from medix_r1.eval.generation import openai_generator
-from medix_r1.eval.phases import JudgeSettings
+from medix_r1.eval.judge_phase import JudgeSettings
 from medix_r1.judge import OpenAIChatBackend
 from medix_r1.testing.openai_stub import stub_subprocess
 

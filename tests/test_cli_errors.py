@@ -64,6 +64,14 @@ def test_split_with_no_rows_names_the_split(tmp_path, capsys):
     assert "split 'test'" in err and "--split" in err
 
 
+def test_split_on_a_single_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"id": "a", "question": "q", "answer": "x"}) + "\n")
+    assert main(["data", "validate", str(path), "--split", "test"]) == EXIT_USAGE
+    err = _errors(capsys)
+    assert str(path) in err and "--split test" in err and "drop --split" in err
+
+
 def test_empty_folder_is_an_input_error(tmp_path, capsys):
     assert main(["data", "validate", str(tmp_path)]) == EXIT_USAGE
     assert str(tmp_path) in _errors(capsys)
@@ -115,8 +123,10 @@ def test_output_folder_that_cannot_be_created_is_named(tmp_path, capsys):
     blocker = tmp_path / "taken"
     blocker.write_text("a file, not a folder")
     assert main(["data", "show", "--n", "1", "--out", str(blocker / "thumbs")]) == EXIT_USAGE
-    err = _errors(capsys)
-    assert str(blocker) in err and "fix:" in err
+    captured = capsys.readouterr()
+    _no_traceback(captured.err)
+    assert str(blocker) in captured.err and "fix:" in captured.err
+    assert captured.out == ""  # found before any prompt was rendered
 
 
 # --------------------------------------------------------------------------------------------- run_command
@@ -144,7 +154,7 @@ def test_every_library_error_class_is_a_medix_error_with_its_builtin_base():
     carry the exit code of their kind."""
     from medix_r1.data.loaders import DataError
     from medix_r1.errors import BudgetExceeded, MedixError, UsageError
-    from medix_r1.eval.phases import ErrorBudgetExceeded, RunMismatch
+    from medix_r1.eval.rundir import ErrorBudgetExceeded, RunMismatch
     from medix_r1.eval.sources import DataUnavailable
     from medix_r1.eval.taskspec import TaskConfigError
     from medix_r1.judge.base import BackendError, JudgeErrorBudgetExceeded
@@ -315,3 +325,47 @@ def test_demo_completions_writes_the_named_file(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and {r["kind"] for r in rows} == {"right", "wrong", "malformed", "no-reasoning",
                                                             "injection"}
+
+
+def test_ctrl_c_in_train_says_to_resume(capsys):
+    import argparse
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    assert cli.run_command(interrupted, argparse.Namespace(command="train")) == EXIT_INTERRUPTED
+    err = _errors(capsys)
+    assert "finished work is kept" in err and "--resume" in err
+
+
+def test_behind_a_proxy_the_proxy_is_probed(monkeypatch):
+    """huggingface_hub reaches the hub through HTTPS_PROXY: a direct connection failing says nothing then."""
+    for var in ("https_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        # a hub host that cannot be resolved: only the proxy makes it reachable
+        assert cli.hub_reachable("https://hub.invalid") is True
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    assert cli.hub_reachable("https://hub.invalid") is False
+
+
+def test_every_command_help_renders(capsys):
+    """`--help` of every (sub)command formats: a stray % in a help text or a bad metavar breaks only there."""
+    import argparse
+
+    def walk(parser, name):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    yield from walk(subparser, f"{name} {sub}")
+
+    names = []
+    for name, parser in walk(cli.build_parser(), "medix-r1"):
+        text = parser.format_help()
+        assert text.startswith("usage: ") and "-v, --verbose" in text, name
+        names.append(name)
+    assert {"medix-r1 data validate", "medix-r1 train", "medix-r1 eval run"} <= set(names)

@@ -9,16 +9,26 @@ from pathlib import Path
 
 import pytest
 
+from medix_r1 import grading
+from medix_r1.errors import ServiceError
 from medix_r1.eval import run_eval
-from medix_r1.eval.calibrate import DEFAULT_LABELS, agreement, calibrate, cohen_kappa, read_labels
+from medix_r1.eval.calibrate import (
+    DEFAULT_LABELS,
+    LabelFileError,
+    agreement,
+    calibrate,
+    cohen_kappa,
+    read_labels,
+)
 from medix_r1.eval.generation import openai_generator
-from medix_r1.eval.judging import decide_exact, decide_mcq, parse_binary_verdict, parse_rubric_verdict
-from medix_r1.eval.phases import ErrorBudgetExceeded, JudgeSettings
+from medix_r1.eval.judge_phase import JudgeSettings
+from medix_r1.eval.judging import parse_binary_verdict, parse_rubric_verdict
+from medix_r1.eval.rundir import ErrorBudgetExceeded
 from medix_r1.eval.scoring import bootstrap_ci
-from medix_r1.eval.simulate import judge_reply, policy_reply
 from medix_r1.eval.store import JsonlStore, StoreCorrupt
 from medix_r1.judge import OpenAIChatBackend, VerdictCache
 from medix_r1.testing.openai_stub import StubChatServer, StubFault, refused_url
+from medix_r1.testing.simulate import judge_reply, policy_reply
 
 
 def write_task(path: Path, rows: list[dict]) -> Path:
@@ -52,25 +62,46 @@ def test_verdict_parsers_are_strict_and_anchored():
     assert parse_rubric_verdict('{"score": 6}') is None and parse_rubric_verdict("good") is None
 
 
-def test_mcq_rule_decisions():
-    opts = {"A": "Type 2 diabetes", "B": "Type 1 diabetes", "C": "Diabetes insipidus"}
-    right = ["B", "(B)", "b.", "Answer: B", "Type 1 diabetes", "**Type 1 diabetes.**", "B) Type 1 diabetes"]
-    for p in right:
-        assert decide_mcq(p, opts, "B", "Type 1 diabetes").score == 1.0, p
-    for p in ["A", "Diabetes insipidus", "(c) Diabetes insipidus", ""]:
-        assert decide_mcq(p, opts, "B", "Type 1 diabetes").score == 0.0, p
-    # Free text, or a letter with another option's text, is left to the judge.
-    for p in ["Probably type 1 (autoimmune)", "B. Type 2 diabetes", "Z"]:
-        assert decide_mcq(p, opts, "B", "Type 1 diabetes") is None, p
-    # Without a stored letter the reference text finds it.
-    assert decide_mcq("B", opts, None, "type 1 diabetes").score == 1.0
+def test_eval_rule_layer_is_the_shared_grading_module(tmp_path):
+    """Eval decides without the judge exactly where medix_r1.grading.decide (the reward's rule layer) does,
+    with the same reason; everything else goes to the judge."""
+    rows = [
+        {"id": "mcq-letter", "question": "Which type?", "answer": "Type 1 diabetes",
+         "options": ["Type 2 diabetes", "Type 1 diabetes", "Diabetes insipidus"]},
+        {"id": "mcq-other", "question": "Which type again?", "answer": "Type 1 diabetes",
+         "options": ["Type 2 diabetes", "Type 1 diabetes", "Diabetes insipidus"]},
+        {"id": "mcq-prose", "question": "Which type, in words?", "answer": "Type 1 diabetes",
+         "options": ["Type 2 diabetes", "Type 1 diabetes", "Diabetes insipidus"]},
+        {"id": "closed", "question": "Is there a fracture?", "answer": "No"},
+        {"id": "side", "question": "Which lung?", "answer": "Left lung"},
+        {"id": "exact", "question": "Which organ?", "answer": "Liver"},
+        {"id": "open", "question": "Which organ is enlarged?", "answer": "Spleen"},
+    ]
+    replies = {"Which type?": "B", "Which type again?": "(c) Diabetes insipidus",
+               "Which type, in words?": "probably the autoimmune one", "Is there a fracture?": "Yes, distal radius",
+               "Which lung?": "the right lung", "Which organ?": "liver.", "Which organ is enlarged?": "splenomegaly"}
 
+    def policy(messages, request):
+        text = messages[-1]["content"]
+        q = next(q for q in sorted(replies, key=len, reverse=True) if text.startswith(q))
+        return f"<thinking>t</thinking><answer>{replies[q]}</answer>"
 
-def test_exact_rule_decisions():
-    assert decide_exact("Left lung.", "left lung", "open").score == 1.0
-    assert decide_exact("No", "yes", "closed").score == 0.0
-    assert decide_exact("", "yes", "closed").reason == "empty answer"
-    assert decide_exact("the left lung", "left lung", "open") is None
+    task = write_task(tmp_path / "rules.jsonl", rows)
+    with StubChatServer(policy, model="policy") as pol, StubChatServer('{"score": 1}', model="judge") as jud:
+        run_eval(str(task), gen(pol), judge_settings(jud, rounds=1), tmp_path / "out", progress=False)
+        asked = jud.request_count
+    j = records(tmp_path / "out" / "judgements.jsonl")
+    g = records(tmp_path / "out" / "generations.jsonl")
+    for rid, rec in j.items():
+        d = grading.decide(g[rid]["reference"], g[rid]["final_answer"], options=g[rid].get("options"),
+                           correct_letter=g[rid].get("answer_letter"))
+        if d.score is None:
+            assert rec["method"] == "judge", rid
+        else:
+            assert (rec["method"], rec["score"], rec["reason"]) == ("rule", d.score, d.reason), rid
+    assert {r: j[r]["score"] for r in ("mcq-letter", "mcq-other", "closed", "side", "exact")} == {
+        "mcq-letter": 1.0, "mcq-other": 0.0, "closed": 0.0, "side": 0.0, "exact": 1.0}
+    assert asked == 2 and j["mcq-prose"]["method"] == j["open"]["method"] == "judge"
 
 
 # --------------------------------------------------------------------------------------------- majority vote
@@ -170,10 +201,15 @@ def test_generator_down_stops_with_a_clear_message_and_rerun_resumes(tmp_path):
     task = write_task(tmp_path / "down.jsonl", rows)
     out = tmp_path / "out"
     dead = openai_generator(refused_url(), "policy", max_retries=0, timeout=2, concurrency=4)
-    with pytest.raises(ErrorBudgetExceeded) as exc:
+    with pytest.raises(ServiceError, match="cannot reach the model server") as exc:
         run_eval(str(task), dead, None, out, phases=("generate",), progress=False)
+    assert exc.value.where == "--model-url" and not (out / "generations.jsonl").exists()  # found before any work
+    with StubChatServer(policy_reply, model="policy") as failing:
+        failing.fault = StubFault.http(500)  # it answers /models, then every chat request fails
+        with pytest.raises(ErrorBudgetExceeded) as exc:
+            run_eval(str(task), gen(failing, concurrency=4), None, out, phases=("generate",), progress=False)
     msg = str(exc.value)
-    assert "requests failed" in msg and "rerun the same command to resume" in msg and "model server" in msg
+    assert "calls failed" in msg and "rerun the same command to resume" in msg and "model server" in msg
     n_failed = sum(1 for r in JsonlStore(out / "generations.jsonl").read() if r["status"] == "error")
     assert 20 <= n_failed < 25  # stopped by the budget once 20 requests had failed, before the end
     with StubChatServer(policy_reply, model="policy") as pol:
@@ -264,5 +300,5 @@ def test_shipped_labels_and_calibrate_with_a_scripted_judge(tmp_path, capsys):
     assert json.loads(out.read_text())["accuracy"] == res["accuracy"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"reference": "a", "prediction": "b", "label": "perhaps"}\n')
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1: field 'label'"):
+    with pytest.raises(LabelFileError, match=r"bad\.jsonl:1: field 'label'"):
         read_labels(bad)

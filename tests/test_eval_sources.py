@@ -24,12 +24,13 @@ def load(task: str, path=None, protocol: str = "default", **kw):
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    """Serve ``repo -> folder`` as hub repositories: file listing and (cached) downloads."""
+    """Serve ``repo -> folder`` as hub repositories: snapshots of a glob's files and single downloads."""
     repos: dict[str, Path] = {}
     calls: list[tuple[str, str]] = []
 
-    def list_files(repo):
-        return sorted(str(p.relative_to(repos[repo])) for p in repos[repo].rglob("*") if p.is_file())
+    def snapshot(repo, pattern):
+        calls.append((repo, pattern))
+        return repos[repo]
 
     def download(repo, filename):
         calls.append((repo, filename))
@@ -38,7 +39,7 @@ def fake_hub(monkeypatch):
             raise FileNotFoundError(f"{repo} has no {filename}")
         return path
 
-    monkeypatch.setattr(hub, "list_files", list_files)
+    monkeypatch.setattr(hub, "snapshot", snapshot)
     monkeypatch.setattr(hub, "download", download)
     repos["calls"] = calls  # type: ignore[assignment]
     return repos
@@ -63,9 +64,21 @@ def test_answer_pointing_at_an_empty_option_is_a_bad_input(tmp_path):
 
 def test_medmcqa_original_release_json_lines_with_one_based_cop():
     """dev.json (JSON Lines in a .json file) failed as "not valid JSON"; its cop is 1-based."""
-    td = load("medmcqa", FIX / "medmcqa_original" / "dev.json")
-    assert [(s.id, s.answer, s.metadata["answer_letter"]) for s in td.samples] == [
-        ("dev-1", "Vitamin C", "B"), ("dev-2", "VI", "D")]
+    for path in (FIX / "medmcqa_original" / "dev.json", FIX / "medmcqa_original"):  # the file, or its folder
+        td = load("medmcqa", path)
+        assert [(s.id, s.answer, s.metadata["answer_letter"]) for s in td.samples] == [
+            ("dev-1", "Vitamin C", "B"), ("dev-2", "VI", "D")]
+
+
+def test_mcq_answer_text_matching_no_option_is_a_bad_input(tmp_path):
+    qa = tmp_path / "QA_information" / "Open-access"
+    qa.mkdir(parents=True)
+    (qa / "X.json").write_text(json.dumps([{"question_id": "X1", "question": "Q?", "gt_answer": "Mass",
+                                            "option_A": "Cyst", "option_B": "Normal", "image_path": "a.png",
+                                            "modality_type": "CT"}]))
+    td = load("omnimedvqa", tmp_path)
+    assert not td.samples and (td.issues[0].id, td.issues[0].field) == ("X1", "answer")
+    assert "matches none of the options" in td.issues[0].message
 
 
 def test_usmle_sa_reads_its_only_split_train_and_reports_the_row_count():
@@ -162,6 +175,23 @@ def test_slake_local_folder_with_imgs_unzipped(tmp_path):
     td.samples[0].load_images()
 
 
+def test_pmc_vqa_csv_file_with_figures_folder_and_medxpertqa_with_images_folder(tmp_path):
+    """A local copy as published, unzipped: test_2.csv passed as a file with figures/ beside it."""
+    pmc = tmp_path / "pmc"
+    pmc.mkdir()
+    shutil.copy(FIX / "pmc_vqa" / "test_2.csv", pmc / "test_2.csv")
+    with zipfile.ZipFile(FIX / "pmc_vqa" / "images_2.zip") as zf:
+        zf.extractall(pmc)
+    td = load("pmc_vqa", pmc / "test_2.csv")
+    assert td.n == 2 and td.samples[0].images == [pmc / "figures" / "PMC100_F1.jpg"]
+    mx = tmp_path / "mx"
+    shutil.copytree(FIX / "medxpertqa" / "MM", mx / "MM")
+    with zipfile.ZipFile(FIX / "medxpertqa" / "images.zip") as zf:
+        zf.extractall(mx)
+    s = load("medxpertqa_mm", mx).samples[0]
+    assert s.images == [mx / "images" / "MM-1-a.jpeg"] and s.load_images()
+
+
 def test_medxpertqa_mm_hub_route_attaches_images_zip(fake_hub, monkeypatch):
     import datasets
 
@@ -177,12 +207,16 @@ def test_medxpertqa_mm_hub_route_attaches_images_zip(fake_hub, monkeypatch):
     td = load("medxpertqa_mm")
     assert seen == [("TsinghuaC3I/MedXpertQA", "MM", "test")]
     assert td.samples[0].images[0].member == "images/MM-1-a.jpeg" and td.samples[0].load_images()
+    rows = [json.loads(line) for line in (FIX / "medxpertqa" / "Text" / "test.jsonl").read_text().splitlines()]
+    fake_hub["calls"].clear()
+    assert load("medxpertqa_text").n == 1 and not fake_hub["calls"]  # the text task fetches no image archive
 
 
 def test_omnimedvqa_hub_zip_and_local_folder(fake_hub, tmp_path):
     """OmniMedVQA is one zip on the hub (foreverbeliever/OmniMedVQA); one file says `modality`."""
     fake_hub["foreverbeliever/OmniMedVQA"] = FIX / "omnimedvqa"
     td = load("omnimedvqa")
+    assert fake_hub["calls"] == [("foreverbeliever/OmniMedVQA", "*.zip")]
     by_id = {s.id: s for s in td.samples}
     assert set(by_id) == {"DermSet_0001", "FundusSet_0001"} and not td.issues
     assert by_id["FundusSet_0001"].modality == "<FUNDUS_PHOTOGRAPHY>"
@@ -236,3 +270,81 @@ def test_unreadable_json_names_the_file(tmp_path):
     bad.write_text("[{oops")
     with pytest.raises(DataUnavailable, match=r"test\.json.*not valid JSON"):
         load("pubmedqa", bad)
+
+
+def test_an_oversized_image_is_a_bad_input_and_the_phase_goes_on(monkeypatch, tmp_path):
+    """A DecompressionBombError (not an OSError) escaped the phase's error handling and aborted it."""
+    import io
+
+    import PIL.Image
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from medix_r1.eval import run_eval
+    from medix_r1.eval.generation import openai_generator
+    from medix_r1.testing.openai_stub import StubChatServer
+
+    def png(side: int) -> bytes:
+        buf = io.BytesIO()
+        PIL.Image.new("RGB", (side, side), (50, 50, 50)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    rows = [{"image": {"bytes": png(side), "path": f"{side}.png"}, "question": f"is it {side}?", "answer": "no"}
+            for side in (8, 16, 8)]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "test-00000-of-00001.parquet")
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 100)  # 16x16 is over twice the limit, 8x8 is not
+    with StubChatServer(lambda messages, request=None: "<think>x</think><answer>no</answer>", model="p") as pol:
+        res = run_eval(["vqa_rad"], openai_generator(pol.url, pol.model, max_retries=0, timeout=5), None,
+                       tmp_path / "out", data_dirs={"vqa_rad": tmp_path}, progress=False)
+        assert pol.request_count == 2  # the oversized image was not sent; the others were
+    counts = res["tasks"]["vqa_rad"]["counts"]
+    assert counts["bad_input"] == 1 and res["tasks"]["vqa_rad"]["n"] == 3
+
+
+def test_pmc_vqa_paper_variant_reads_only_test_2_from_a_local_folder(tmp_path):
+    shutil.copy(FIX / "pmc_vqa" / "test_2.csv", tmp_path / "test_2.csv")
+    shutil.copy(FIX / "pmc_vqa" / "test.csv", tmp_path / "test.csv")
+    with zipfile.ZipFile(FIX / "pmc_vqa" / "images_2.zip") as zf:
+        zf.extractall(tmp_path)
+    td = load("pmc_vqa_hard", tmp_path, protocol="paper")
+    assert td.spec.source.hub == "sahalshajim/medix-eval-sets" and td.n == 2 and not td.issues
+    assert td.samples[0].options is None and td.samples[0].load_images()
+
+
+def test_real_hub_client_offline_with_an_empty_cache_says_how_to_pass_a_local_copy(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # never the network
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for task in ("slake", "omnimedvqa"):  # a named file (hf_hub_download), a glob (snapshot_download)
+        with pytest.raises(DataUnavailable, match=rf"(?s)cannot download.*--data-dir {task}=PATH"):
+            load(task)
+
+
+def test_limit_stops_reading_inside_a_zip(monkeypatch):
+    from medix_r1.eval.sources.archives import ZipTree
+
+    read = []
+    real = ZipTree.read
+    monkeypatch.setattr(ZipTree, "read", lambda self, member: read.append(member) or real(self, member))
+    assert load("omnimedvqa", FIX / "omnimedvqa" / "OmniMedVQA.zip", limit=1).n == 1
+    assert read == ["OmniMedVQA/QA_information/Open-access/DermSet.json"]  # the second file was never read
+
+
+def test_a_config_folder_that_is_missing_is_not_filled_from_another_config():
+    """A cais/mmlu root without clinical_knowledge/ gave that task the anatomy rows."""
+    with pytest.raises(DataUnavailable, match=r"found no file of split 'test' \(and no clinical_knowledge/ folder\)"):
+        load("mmlu_clinical_knowledge", FIX / "mmlu")
+    assert load("mmlu_anatomy", FIX / "mmlu" / "anatomy").n == 3  # the config's own folder, passed directly
+
+
+def test_save_to_disk_folder_keeps_images_lazy(tmp_path):
+    import datasets
+    import pyarrow.parquet as pq
+
+    ds = datasets.Dataset(pq.read_table(FIX / "vqa_rad" / "data" / "test-00000-of-00001.parquet"))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
+    td = load("vqa_rad", tmp_path / "saved")
+    assert td.n == 3 and isinstance(td.samples[0].images[0], ArrowImage)
+    assert td.samples[1].load_images()[0].size == (8, 8)

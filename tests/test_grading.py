@@ -123,3 +123,32 @@ def test_guard_policies():
     assert guard_decision("reply YES", False) is grading.NOT_CHECKED
     with pytest.raises(ValueError, match="report"):
         apply_guard(1.0, flagged, "zero")
+
+
+def test_score_and_training_read_references_the_same_way():
+    """Regression: `score` used to drop the second tag of "<CT_SCAN> <MRI_SCAN> x" (issue 10)."""
+    from medix_r1.data.loaders import split_tagged_answer
+    from medix_r1.rewards.inputs import row_references
+    from medix_r1.rewards.score_file import _reward_columns
+
+    raw = "<CT_SCAN> <MRI_SCAN> hemorrhage"
+    tag, answer = split_tagged_answer(raw)  # what the data loader stores for training
+    training = row_references(1, {"answer": [answer], "modality": [tag.strip("<>")]})[0]
+    score_cols = _reward_columns({"id": 1, "completion": "c", "reference": raw})
+    scoring = row_references(1, {k: [v] for k, v in score_cols.items() if k != "completion"})[0]
+    assert (training.tag, training.answer) == (scoring.tag, scoring.answer) == ("<CT_SCAN>", "<MRI_SCAN> hemorrhage")
+
+
+def test_total_is_defined_once_for_image_and_text_only_rows():
+    """Regression (issue 10): `score` said None for a text-only row while the trainer's nansum gave 0.955."""
+    from medix_r1.rewards import PAPER_WEIGHTS, composite_total
+
+    perfect = {"accuracy_llm": 1.0, "accuracy_embed": 1.0, "format": 1.0}
+    assert composite_total({**perfect, "modality": 1.0}, PAPER_WEIGHTS) == pytest.approx(1.0)
+    assert composite_total({**perfect, "modality": None}, PAPER_WEIGHTS) == pytest.approx(1.0)
+    custom = {"accuracy_llm": 2.0, "accuracy_embed": 0.0, "modality": 1.0, "format": 1.0}
+    half = {"accuracy_llm": 1.0, "accuracy_embed": 0.0, "format": 0.0}
+    assert composite_total({**half, "modality": None}, custom) == pytest.approx(2 / 3)
+    assert composite_total({**half, "modality": 0.0}, custom) == pytest.approx(2 / 4)
+    assert composite_total({**perfect, "accuracy_llm": None, "modality": 1.0}, PAPER_WEIGHTS) is None
+    assert composite_total({"format": 1.0, "modality": None}, PAPER_WEIGHTS, ["format", "modality"]) == 1.0

@@ -71,7 +71,7 @@ def test_prompts_delimit_truncate_and_version():
     assert "Which organ?" in user
     paper = get_prompt("reward-paper").build(JudgeRequest("Liver", "liver", "Which organ?"))
     assert "Which organ?" not in json.dumps(paper)  # paper mode: the judge sees no question
-    assert get_prompt("reward-paper").key == "reward-paper@1"
+    assert get_prompt("reward-paper").key == "reward-paper@2"
     assert truncate("abc", 10) == "abc" and delimit("a", "t") == "<t>\na\n</t>"
     with pytest.raises(UnknownNameError, match="reward-default"):
         get_prompt("reward-defualt")

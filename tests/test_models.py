@@ -26,7 +26,7 @@ from medix_r1.models import (
     load_policy,
     save_policy,
 )
-from medix_r1.models._build import build_once, is_complete
+from medix_r1.models._build import MARKER, build_once, is_complete, missing_model_files
 from medix_r1.models.generation import count_image_parts, flatten_messages
 
 TINY_ARCHS = ["qwen2_5_vl", "qwen3_vl"]
@@ -253,12 +253,18 @@ def test_trust_remote_code_is_off_by_default(tmp_path, tiny):
 
 # --- build_once ------------------------------------------------------------------------------------------
 
+def _model_files(out: Path) -> None:
+    (out / "config.json").write_text('{"model_type": "llama"}')
+    (out / "model.safetensors").write_bytes(b"w")
+
+
 def test_build_once_builds_once_under_a_race(tmp_path):
     calls = []
 
     def build(out: Path) -> dict:
         calls.append(out)
         time.sleep(0.3)
+        _model_files(out)
         (out / "weights").write_text("w")
         return {"n": 1}
 
@@ -273,6 +279,28 @@ def test_build_once_builds_once_under_a_race(tmp_path):
 
     build_once(target, "v2", build)  # a new recipe version rebuilds
     assert len(calls) == 2 and is_complete(target, "v2")
+
+
+def test_marker_without_config_and_weights_is_not_complete_and_is_rebuilt(tmp_path):
+    """Regression (issue 12): a rank-1 build under torchrun wrote the tokenizer, the processor and the marker
+    but no config.json or weights, and is_complete trusted the marker, so every later run failed to load."""
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / MARKER).write_text(json.dumps({"version": "v1"}))
+    (target / "tokenizer.json").write_text("{}")
+    assert missing_model_files(target) == ["config.json", "*.safetensors weights"]
+    assert not is_complete(target, "v1")
+    build_once(target, "v1", _model_files)
+    assert is_complete(target, "v1") and not (target / "tokenizer.json").exists()
+
+
+def test_a_build_that_leaves_out_the_weights_fails_and_caches_nothing(tmp_path):
+    def no_weights(out: Path) -> None:
+        (out / "config.json").write_text('{"model_type": "llama"}')
+
+    with pytest.raises(RuntimeError, match=r"left out \*\.safetensors weights"):
+        build_once(tmp_path / "m", "v1", no_weights)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.lock"]
 
 
 def test_build_once_failure_leaves_nothing_behind(tmp_path):

@@ -278,7 +278,9 @@ def test_score_completions_rows(judge_server, embedder):
     out = score_completions(rows, cfg, details=True)
     assert [r["format"] for r in out] == [1.0, 1.0]
     assert [r["accuracy_llm"] for r in out] == [1.0, 0.0]
-    assert out[0]["modality"] is None and out[0]["total"] is None  # not asked for -> null, total needs all four
+    assert out[0]["modality"] is None  # not asked for -> null
+    # the total is the weighted mean over the requested components that apply (rewards/total.py)
+    assert out[0]["total"] == pytest.approx(1.0) and out[1]["total"] == pytest.approx(0.1 / (0.1 + 0.5175))
     assert out[1]["details"]["judge_status"] == "ok" and out[0]["details"]["shortcut"] == "exact"
 
 

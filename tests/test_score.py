@@ -64,15 +64,25 @@ def test_score_with_a_served_judge(tmp_path, capsys, demo):
         if r["reference"].startswith("<"):
             assert rw["total"] == pytest.approx(0.5175 * rw["accuracy_llm"] + 0.3375 * rw["accuracy_embed"]
                                                 + 0.045 * rw["modality"] + 0.1 * rw["format"])
-        else:  # text-only: modality does not apply, so there is no total
-            assert rw["modality"] is None and rw["total"] is None
+        else:  # text-only: modality does not apply, the total is normalised by the other weights
+            assert rw["modality"] is None
+            assert rw["total"] == pytest.approx((0.5175 * rw["accuracy_llm"] + 0.3375 * rw["accuracy_embed"]
+                                                 + 0.1 * rw["format"]) / 0.955)
     assert "accuracy_llm" in captured.out and "judge:" in captured.out and "cache hits" in captured.out
     assert 0 < calls < len(demo)  # exact matches and injections never reach the judge
 
-    # rerun: every verdict comes from the cache
+    # rerun of the same command: every row is already in the output, nothing is asked again
     with StubChatServer(stub_reply) as server:
         assert main(["score", "--input", str(inp), "--output", str(out), "--judge-url", server.url,
                      "--judge-model", server.model, "--embedding", "minilm",
+                     "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 1
+        assert server.request_count == 0
+    assert f"{len(demo)} kept from an earlier run" in capsys.readouterr().out
+    assert read_jsonl(out) == rows
+    # another output: every verdict comes from the cache
+    with StubChatServer(stub_reply) as server:
+        assert main(["score", "--input", str(inp), "--output", str(tmp_path / "out2.jsonl"), "--judge-url",
+                     server.url, "--judge-model", server.model, "--embedding", "minilm",
                      "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 1
         assert server.request_count == 0
     assert "cache hits" in capsys.readouterr().out
@@ -86,7 +96,11 @@ def test_components_subset_needs_no_judge(tmp_path, capsys, demo):
     assert rc == 0
     for r in read_jsonl(out):
         assert r["rewards"]["accuracy_llm"] is None and r["rewards"]["accuracy_embed"] is None
-        assert r["rewards"]["total"] is None and r["rewards"]["format"] in (0.0, 1.0)
+        rw = r["rewards"]
+        assert rw["format"] in (0.0, 1.0)
+        expected = ((0.1 * rw["format"] + 0.045 * rw["modality"]) / 0.145 if rw["modality"] is not None
+                    else rw["format"])
+        assert rw["total"] == pytest.approx(expected)
 
 
 def test_judge_down_fails_fast_with_how_to_fix(tmp_path, capsys, demo):

@@ -154,7 +154,7 @@ class _ScriptedScoring:
 
 
 class _Trainer(DynamicSamplingMixin, _ScriptedScoring):
-    pass
+    _medix_counts = None
 
 
 INFORMATIVE = [1.0, 0.0, 1.0, 0.0]
@@ -181,26 +181,28 @@ def test_refill_keeps_only_informative_groups_and_logs_the_dropped_fraction():
     assert out["num_items_in_batch"].item() == out["completion_mask"].sum().item()
     seen = [p for r in t.rounds_seen for p in r]
     assert len(t.rounds_seen) > 1 and 5 in seen
-    m = t._metrics["train"]
+    m, c = t._metrics["train"], t._medix_counts
     n_seen = len(seen)
-    assert m["dynamic_sampling/frac_groups_dropped"] == [pytest.approx((n_seen - 2) / n_seen)]
+    assert c["dynamic_sampling/groups_seen"] == n_seen and c["dynamic_sampling/groups_dropped"] == n_seen - 2
     assert m["dynamic_sampling/rounds"] == [float(len(t.rounds_seen))]
-    assert m["dynamic_sampling/groups_filled_with_dropped"] == [0.0]
+    assert c["dynamic_sampling/groups_filled_with_dropped"] == 0
 
 
 def test_full_first_round_generates_once():
     t = _trainer({p: INFORMATIVE for p in range(4)})
     out = t._generate_and_score_completions(_first_batch(t, [0, 1]))
     assert len(t.rounds_seen) == 1 and out["advantages"].tolist() == [0.0] * 4 + [1.0] * 4
-    assert t._metrics["train"]["dynamic_sampling/frac_groups_dropped"] == [0.0]
+    assert t._medix_counts["dynamic_sampling/groups_dropped"] == 0
+    assert t._medix_counts["dynamic_sampling/groups_seen"] == 2
 
 
 def test_exhausted_fill_tops_up_with_dropped_groups():
     t = _trainer({p: ALL_WRONG for p in range(6)}, max_tries=3)
     out = t._generate_and_score_completions(_first_batch(t, [0, 1]))
     assert len(t.rounds_seen) == 3 and out["completion_ids"].shape[0] == 8
-    assert t._metrics["train"]["dynamic_sampling/groups_filled_with_dropped"] == [2.0]
-    assert t._metrics["train"]["dynamic_sampling/frac_groups_dropped"] == [1.0]
+    c = t._medix_counts
+    assert c["dynamic_sampling/groups_filled_with_dropped"] == 2
+    assert c["dynamic_sampling/groups_dropped"] == c["dynamic_sampling/groups_seen"] == 6
 
 
 def test_exhausted_error_says_what_to_change():
@@ -216,7 +218,21 @@ def test_eval_mode_and_disabled_pass_through():
     assert out["completion_ids"].shape[0] == 8 and "dynamic_sampling/rounds" not in t._metrics["train"]
     t.model.training, t.dynamic_sampling = True, None
     t._generate_and_score_completions(_first_batch(t, [0, 1]))
-    assert len(t.rounds_seen) == 2 and not t._metrics["train"]
+    assert len(t.rounds_seen) == 2 and not t._metrics["train"] and not t._medix_counts
+
+
+def test_min_mean_is_the_same_for_text_only_rows_and_custom_weights():
+    # Issue 10 item 6: the filter used the weighted nansum, so a text-only row (no modality) or weights that
+    # do not sum to 1 shifted every group's mean against min_mean / max_mean.
+    nan = float("nan")
+    # columns: accuracy (weight 3), modality (weight 1); a perfect text-only group and a perfect image group
+    t = _trainer({0: INFORMATIVE, 1: INFORMATIVE})
+    t.reward_weights = torch.tensor([3.0, 1.0])
+    t.reward_func_names = ["accuracy_llm", "modality"]
+    t._medix_last_rewards = torch.tensor([[1.0, nan]] * 4 + [[1.0, 1.0]] * 4)
+    totals = t._local_total_rewards(8)
+    assert totals.tolist() == [1.0] * 8  # both at the top of the scale: max_mean drops both alike
+    assert group_keep_mask(totals, 4, CFG).tolist() == [False, False]
 
 
 def test_refill_stream_covers_the_dataset_without_repeats_within_an_epoch():

@@ -23,20 +23,34 @@ def _write(tmp_path, data, name="r.yaml") -> Path:
     return p
 
 
-def test_shipped_recipes_are_the_papers_five_and_the_demo():
-    assert SHIPPED == ["recipes/demo/cpu.yaml", "recipes/qwen2.5-vl-7b/gspo.yaml", "recipes/qwen3-vl-2b/dapo.yaml",
-                       "recipes/qwen3-vl-30b-a3b/dapo.yaml", "recipes/qwen3-vl-8b/dapo.yaml",
-                       "recipes/qwen3-vl-8b/grpo.yaml"]
+PAPER = ["recipes/qwen2.5-vl-7b/gspo.yaml", "recipes/qwen3-vl-2b/dapo.yaml", "recipes/qwen3-vl-30b-a3b/dapo.yaml",
+         "recipes/qwen3-vl-8b/dapo.yaml", "recipes/qwen3-vl-8b/grpo.yaml"]
+
+
+def test_shipped_recipes_are_the_papers_five_the_single_gpu_one_and_the_demo():
+    assert SHIPPED == sorted(["recipes/demo/cpu.yaml", "recipes/qwen3-vl-2b/dapo_1gpu.yaml", *PAPER])
 
 
 @pytest.mark.parametrize("recipe", SHIPPED)
 def test_every_shipped_recipe_passes_dry_run(recipe, capsys):
-    assert main(["train", str(ROOT / recipe), "--dry-run"]) == 0
-    resolved = yaml.safe_load(capsys.readouterr().out)
+    n = "8" if recipe in PAPER else "1"
+    assert main(["train", str(ROOT / recipe), "--dry-run", "--num-processes", n]) == 0
+    out = capsys.readouterr()
+    resolved = yaml.safe_load(out.out)
     trainer = resolved["trainer_resolved"]
     assert resolved["prompt_template"]["version"]
     assert len(trainer["reward_weights"]) == len(resolved["reward_resolved"]["components"])
-    if recipe != "recipes/demo/cpu.yaml":  # the reference's hyperparameters (reference.md §4)
+    # the layout the recipe's own comment states, and no batch warning at that process count
+    assert not [w for w in resolved["layout"]["warnings"] if "global_batch" in w]
+    if recipe in PAPER:
+        assert "completions per optimizer step: 640 " in out.err
+        assert "completions per generation round: 2560 " in out.err
+        assert "optimizer steps per round: 4 " in out.err
+        assert resolved["layout"]["generation_batch_size"] == 2560
+    if recipe == "recipes/qwen3-vl-2b/dapo_1gpu.yaml":
+        assert (resolved["layout"]["completions_per_optimizer_step"], resolved["layout"]["generation_batch_size"],
+                resolved["layout"]["optimizer_steps_per_round"]) == (160, 640, 4)
+    if recipe in PAPER:  # the paper's hyperparameters
         assert trainer["num_generations"] == 5 and trainer["learning_rate"] == 1e-6
         assert trainer["lr_scheduler_type"] == "constant" and trainer["weight_decay"] == 0.01
         assert trainer["max_completion_length"] == 4096 and resolved["data"]["max_prompt_length"] == 4352
@@ -61,7 +75,7 @@ def test_demo_recipe_is_the_measured_cpu_setting():
     assert r.data.image_only and r.reward["judge"]["backend"] == "local"
     # all four components are logged; only format and modality move the policy (see the recipe's comment)
     assert r.reward["weights"] == {"format": 0.75, "modality": 0.25, "accuracy_llm": 0.0, "accuracy_embed": 0.0}
-    assert r.preset_overrides() == {"beta": (0.01, 0.0)}
+    assert r.preset_overrides() == {"beta": (0.01, 0.0), "loss_type": ("dapo", "grpo")}
 
 
 @pytest.mark.parametrize("data, message", [
@@ -149,10 +163,4 @@ def test_dry_run_cli_prints_resolved_config_with_overrides(capsys, tmp_path):
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
 
-def test_bad_local_data_fails_dry_run_naming_the_row(tmp_path, capsys):
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"id": "a", "question": "q", "answer": "x"}\n{"id": "b", "question": "q"}\n')
-    path = _write(tmp_path, {"data": {"train": str(data)}, "trainer": {"use_cpu": True}})
-    # DataError is an InputError: the CLI prints one message naming the row and exits 2 (issue 9)
-    assert main(["train", str(path), "--dry-run"]) == 2
-    assert "d.jsonl:2 id=b field=answer" in capsys.readouterr().err
+

@@ -23,7 +23,7 @@ from medix_r1.commands import COMMAND_MODULES
 
 log = logging.getLogger("medix_r1.cli")
 
-_VERBOSE_HELP = "more logging: -v shows progress notes (INFO), -vv debug details and tracebacks"
+_VERBOSE_HELP = "more output: -v adds progress notes (INFO) and the traceback of an error, -vv debug details"
 HUB_PROBE_TIMEOUT_S = 1.5
 
 
@@ -119,6 +119,11 @@ def hub_reachable(endpoint: str | None = None, timeout: float = HUB_PROBE_TIMEOU
     """One TCP connection to the hub's host, given at most ``timeout`` seconds in all (name lookup included:
     ``getaddrinfo`` has no timeout of its own, so the probe runs in a daemon thread)."""
     parts = urlsplit(endpoint or hub_endpoint())
+    # Behind a proxy the hub is reached through it (huggingface_hub honours the proxy variables): probe that.
+    proxy = next((os.environ[v] for v in (f"{parts.scheme}_proxy", f"{parts.scheme.upper()}_PROXY", "all_proxy",
+                                          "ALL_PROXY") if os.environ.get(v)), None)
+    if proxy and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     host = parts.hostname
     if not host:
         return False
@@ -177,7 +182,7 @@ def run_command(func, args: argparse.Namespace, *, verbose: int = 0) -> int:
     except KeyboardInterrupt as exc:
         if verbose:
             details.error("interrupted", exc_info=exc)
-        print("interrupted: finished work is kept; rerun the same command to continue", file=sys.stderr)
+        print(f"interrupted: finished work is kept; {interrupt_hint(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `medix-r1 ... | head`: the reader left; nothing to report. Point stdout at devnull so the
@@ -205,6 +210,19 @@ def run_command(func, args: argparse.Namespace, *, verbose: int = 0) -> int:
             print(f"error: unexpected {type(exc).__name__}: {exc}\n  this is a bug or an input medix-r1 does "
                   "not check yet: rerun with -v to see the traceback, and please report it", file=sys.stderr)
         return 1
+
+
+# How to continue after Ctrl-C, where it is not "the same command again". A command may set its own with
+# ``set_defaults(interrupt_hint=...)``.
+_INTERRUPT_HINTS = {
+    "train": "to continue from the last checkpoint, rerun it as `medix-r1 train RECIPE --resume` (same "
+             "recipe and output folder)",
+}
+
+
+def interrupt_hint(args: argparse.Namespace) -> str:
+    hint = getattr(args, "interrupt_hint", None) or _INTERRUPT_HINTS.get(getattr(args, "command", None) or "")
+    return hint or "rerun the same command to continue"
 
 
 def _describe(exc: OSError) -> str:

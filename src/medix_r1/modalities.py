@@ -1,6 +1,6 @@
 """The 16 imaging-modality tags of MediX-R1 and helpers to read ``<TAG> answer`` references.
 
-The policy is taught to open every completion with exactly one of these tags (reference.md §2), and the
+The policy is taught to open every completion with exactly one of these tags (docs/background.md §2), and the
 training data stores its references as ``<TAG> answer text``.
 """
 

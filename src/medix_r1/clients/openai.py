@@ -10,9 +10,16 @@ The paper's judge, started on the judge host::
 
     vllm serve Qwen/Qwen3-4B-Instruct-2507 --port 8000 --max-model-len 8192
 
-Thinking is switched off per request with ``chat_template_kwargs={"enable_thinking": False}`` (vLLM and
-SGLang accept it; set ``disable_thinking=False`` for hosted APIs that reject unknown fields - a 400 naming
-the field also switches it off automatically).
+Thinking is switched off per request with ``chat_template_kwargs={"enable_thinking": False}`` (vLLM, SGLang
+and ``transformers serve`` accept it; set ``disable_thinking=False`` for hosted APIs that reject unknown
+fields - a 400 or 422 naming the field also switches it off, and the request is resent at once).
+
+``seed`` is sent with every request that samples (temperature above 0), so a sampled generation can be
+repeated; greedy requests (the judge) need none.
+
+A server that lists no models (``transformers serve`` started without a model loads whatever it is asked
+for) answers a model it cannot load with a plain-text HTTP 500; when that is the first reply this backend
+gets, it is a permanent error naming the model, not a transient one retried four times.
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ class _Transient(Exception):
     """A failure worth retrying (kept apart so the last one can be reported)."""
 
 
+class _Resend(Exception):
+    """The server rejected an optional field, now dropped: send the request again at once."""
+
+
 class OpenAIChatBackend(ChatBackend):
     """Chat completions over HTTP. One instance can be used from several event loops in turn (each loop gets
     its own connection pool), which is what sync wrappers built on ``asyncio.run`` need.
@@ -52,7 +63,8 @@ class OpenAIChatBackend(ChatBackend):
     def __init__(self, base_url: str = DEFAULT_JUDGE_URL, model: str = DEFAULT_JUDGE_MODEL, *,
                  api_key_env: str = DEFAULT_API_KEY_ENV, timeout: float = 60.0, max_retries: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0, concurrency: int = 64,
-                 disable_thinking: bool = True, extra_body: dict | None = None):
+                 disable_thinking: bool = True, extra_body: dict | None = None, seed: int | None = None,
+                 role: str = "judge"):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if timeout <= 0:
@@ -67,7 +79,12 @@ class OpenAIChatBackend(ChatBackend):
         self.concurrency = int(concurrency)
         self.disable_thinking = disable_thinking
         self.extra_body = dict(extra_body or {})
+        self.seed = seed
+        self.role = role
+        """What the server is for, in messages: ``judge`` or ``policy`` (the model under evaluation)."""
         self._pools: dict[int, _LoopPools] = {}
+        self._lists_no_models = False  # set by check(): the server loads models on demand
+        self._answered = False  # a chat completion came back at least once
 
     # ----------------------------------------------------------------------------------------- plumbing
     def _headers(self) -> dict[str, str]:
@@ -99,40 +116,54 @@ class OpenAIChatBackend(ChatBackend):
             self._pools[id(loop)] = entry
         return entry
 
-    def _payload(self, messages: list[dict], max_tokens: int, temperature: float) -> dict:
+    def _payload(self, messages: list[dict], max_tokens: int, temperature: float,
+                 seed: int | None = None) -> dict:
         body = {"model": self.model_name, "messages": messages, "max_tokens": max_tokens,
                 "temperature": temperature}
+        seed = self.seed if seed is None else seed
+        if temperature > 0 and seed is not None:
+            body["seed"] = int(seed)
         if self.disable_thinking:
             body["chat_template_kwargs"] = {"enable_thinking": False}
         body.update(self.extra_body)
         return body
 
     def describe(self) -> str:
-        return f"OpenAI-compatible judge {self.model_name!r} at {self.base_url}"
+        return f"OpenAI-compatible {self.role} {self.model_name!r} at {self.base_url}"
 
     def how_to_fix(self) -> str:
-        return (f"is the judge server running and reachable at {self.base_url}? Start the paper's judge with "
-                f"`vllm serve {DEFAULT_JUDGE_MODEL} --port 8000` (or pass --judge-url/--judge-model for yours; "
-                f"set ${self.api_key_env} if it needs a key), or use the embedded judge with `--judge local`")
+        """What to check, naming no command-line flag (each command adds its own)."""
+        start = (f"; the paper's judge is started with `vllm serve {DEFAULT_JUDGE_MODEL} --port 8000`"
+                 if self.role == "judge" else "")
+        key = f"; set ${self.api_key_env} if the server needs a key" if self.api_key_env else ""
+        return (f"check that the {self.role} server at {self.base_url} is running and serves "
+                f"{self.model_name!r}, and read its log for the failed requests{start}{key}")
 
     # ----------------------------------------------------------------------------------------- API
-    async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0) -> str:
+    async def complete(self, messages: list[dict], *, max_tokens: int, temperature: float = 0.0,
+                       seed: int | None = None) -> str:
+        """The reply's text. ``seed`` (or the backend's ``seed``) is sent when ``temperature > 0``."""
         pools = self._pool()
         client = await pools.slots.get()  # waiting for a slot does not count against the request's deadline
         try:
             last: Exception | None = None
-            for attempt in range(self.max_retries + 1):
+            attempt = 0
+            while attempt <= self.max_retries:
                 if attempt:
                     delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
                     await asyncio.sleep(delay * (0.5 + random.random()))
+                attempt += 1
                 try:
                     async with asyncio.timeout(self.timeout):
-                        return await self._post(client, messages, max_tokens, temperature)
+                        return await self._post(client, messages, max_tokens, temperature, seed)
+                except _Resend:
+                    attempt -= 1  # the request changed (a field dropped); sending it again is not a retry
+                    continue
                 except TimeoutError as exc:
                     last = exc
                 except _Transient as exc:
                     last = exc
-                log.debug("judge request failed (attempt %d/%d): %s", attempt + 1, self.max_retries + 1, last)
+                log.debug("request failed (attempt %d/%d): %s", attempt, self.max_retries + 1, last)
             if isinstance(last, TimeoutError):
                 raise TimeoutError(f"no reply within {self.timeout:g}s after {self.max_retries + 1} attempt(s) "
                                    f"({self.describe()})")
@@ -140,21 +171,31 @@ class OpenAIChatBackend(ChatBackend):
         finally:
             pools.slots.put_nowait(client)
 
-    async def _post(self, client, messages, max_tokens, temperature) -> str:
+    async def _post(self, client, messages, max_tokens, temperature, seed=None) -> str:
         import httpx
 
-        body = self._payload(messages, max_tokens, temperature)
+        body = self._payload(messages, max_tokens, temperature, seed)
         try:
             resp = await client.post("/chat/completions", json=body)
         except httpx.TimeoutException as exc:
             raise TimeoutError(str(exc) or type(exc).__name__) from exc
         except httpx.TransportError as exc:  # refused, reset, DNS, protocol errors
             raise _Transient(f"{type(exc).__name__}: {exc or 'connection failed'}") from exc
-        if resp.status_code == 400 and self.disable_thinking and "chat_template_kwargs" in resp.text:
-            log.warning("%s rejects chat_template_kwargs; sending requests without it from now on",
-                        self.describe())
-            self.disable_thinking = False
-            raise _Transient("HTTP 400: chat_template_kwargs not accepted (retrying without it)")
+        if (resp.status_code in (400, 422) and "chat_template_kwargs" in resp.text
+                and "chat_template_kwargs" in body):
+            if self.disable_thinking:
+                log.warning("%s rejects chat_template_kwargs (HTTP %d); sending requests without it from now on",
+                            self.describe(), resp.status_code)
+                self.disable_thinking = False
+            raise _Resend()
+        if (resp.status_code == 500 and self._lists_no_models and not self._answered
+                and not resp.text.lstrip().startswith("{")):
+            raise BackendError(
+                f"{self.base_url} lists no models and answered HTTP 500 ({resp.text[:80]!r}) to the first "
+                f"request for model {self.model_name!r}: a server that loads models on demand could not load "
+                f"it", where=f"{self.base_url}/chat/completions",
+                fix="check the model name, or start the server with the model pinned (e.g. `transformers serve "
+                    "MODEL`, `vllm serve MODEL`)")
         if resp.status_code in _RETRY_STATUS:
             raise _Transient(f"HTTP {resp.status_code}: {resp.text[:200]}")
         if resp.status_code >= 400:
@@ -165,6 +206,7 @@ class OpenAIChatBackend(ChatBackend):
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise BackendError(f"response is not a chat completion ({type(exc).__name__}): "
                                f"{resp.text[:200]!r}") from exc
+        self._answered = True
         return content if isinstance(content, str) else ""
 
     async def check(self) -> None:
@@ -185,9 +227,11 @@ class OpenAIChatBackend(ChatBackend):
             served = [m.get("id") for m in resp.json().get("data", [])]
         except (ValueError, AttributeError):
             return  # some proxies do not list models; the first request will tell
+        self._lists_no_models = not served
         if served and self.model_name not in served:
-            raise BackendError(f"{self.base_url} serves {served}, not {self.model_name!r}: pass "
-                               f"--judge-model {served[0]} or start the server with {self.model_name}")
+            raise BackendError(f"{self.base_url} serves {served}, not {self.model_name!r}",
+                               where=f"{self.base_url}/models",
+                               fix=f"ask for {served[0]!r} instead, or start the server with {self.model_name}")
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()

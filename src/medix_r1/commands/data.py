@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from pathlib import Path
 
-from medix_r1.errors import InputError
+from medix_r1.errors import InputError, UsageError
 
 _PATH_HELP = ("a data source: a .jsonl/.json/.parquet file, a folder of <split>.jsonl files, a "
               "datasets.save_to_disk folder, or a hub dataset id (needs network). Default: the bundled demo data")
@@ -76,6 +78,11 @@ def register(subparsers) -> None:
 def _source(args):
     from medix_r1.data import BUNDLED_DIR
 
+    if getattr(args, "split", None) and args.path and os.path.isfile(args.path):
+        # a single file is read whole: a --split there would be silently ignored
+        raise UsageError(f"--split {args.split} selects a <split>.jsonl file of a folder or a key of a saved "
+                         "DatasetDict, and PATH is one file", where=args.path,
+                         fix="drop --split, or pass the folder that holds the split files")
     return args.path or BUNDLED_DIR
 
 
@@ -94,18 +101,24 @@ def _no_rows(source, split) -> InputError:
 
 
 def cmd_validate(args) -> int:
+    from tqdm.auto import tqdm
+
     from medix_r1.data.loaders import RowIssue, iter_samples
 
     source = _source(args)
     ok = bad = 0
     files: set[str] = set()
-    for file, _n, item in iter_samples(source, split=args.split, check_images=not args.no_images):
+    # A progress bar on a terminal only (disable=None): a full dataset is tens of thousands of images to decode.
+    rows = tqdm(iter_samples(source, split=args.split, check_images=not args.no_images), desc="validate",
+                unit=" rows", disable=None, file=sys.stderr)
+    for file, _n, item in rows:
         files.add(file)
         if isinstance(item, RowIssue):
             bad += 1
-            print(item)
+            rows.write(str(item), file=sys.stdout)
         else:
             ok += 1
+    rows.close()
     if ok + bad == 0:
         raise _no_rows(source, args.split)
     status = "OK" if bad == 0 else "FAILED"
@@ -139,6 +152,7 @@ def cmd_show(args) -> int:
 
     template = get_template(args.template)
     source = _source(args)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before any work
     res = load_samples(source, split=args.split, on_error="skip")
     if not res.samples:
         if not res.issues:

@@ -1,19 +1,20 @@
 """``medix-r1 eval``: run benchmarks (generate -> judge -> score), list tasks, compare runs, calibrate the judge.
 
-Argument parsing only; the work is in :mod:`medix_r1.eval`.
+Argument parsing only: every run subcommand builds the arguments of :func:`medix_r1.eval.run_eval` (or
+:func:`medix_r1.eval.runner.dry_run`) and calls it. Errors are the library's own (:mod:`medix_r1.errors`);
+``medix_r1.cli.run_command`` prints them and exits 2 (usage, input) or 3 (service, budget).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_BUDGET = 0, 1, 2, 3
-DEFAULT_EVAL_JUDGE = "Qwen/Qwen3-14B"  # the reference eval kit's judge (reference.md §6)
+from medix_r1.errors import EXIT_OK, EXIT_USAGE, UsageError
+
+DEFAULT_EVAL_JUDGE = "Qwen/Qwen3-14B"  # the release eval kit's judge
 BOOL = argparse.BooleanOptionalAction
 
 
@@ -28,7 +29,8 @@ def _add_tasks(p: argparse.ArgumentParser) -> None:
                    help="local copy of a task's data in its source's own format (TASK=PATH), or a folder holding "
                         "one file/folder per task named after the task (PATH). Repeatable. Needed offline and "
                         "for MIMIC-CXR (credentials)")
-    g.add_argument("--limit", type=int, default=None, help="first N samples of each task (smoke tests)")
+    g.add_argument("--limit", type=int, default=None,
+                   help="first N samples of each task (smoke tests; recorded in run.json and shown in the report)")
     g.add_argument("--skip-missing", action=BOOL, default=False,
                    help="leave out tasks whose data cannot be found instead of stopping")
 
@@ -48,8 +50,12 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (reference protocol)")
     g.add_argument("--concurrency", type=int, default=16, help="requests in flight (openai backend)")
     g.add_argument("--batch-size", type=int, default=None, help="prompts per batch (transformers: 4, vllm: 256)")
+    g.add_argument("--protocol", choices=("default", "paper"), default="default",
+                   help="default: this project's prompts, judge and rule shortcuts; paper: the MediX-R1 release's "
+                        "eval kit (prompts, JPEG 75, judge input and prompt, 3 judge rounds, no rule shortcut), "
+                        "for numbers comparable with the paper's. docs/eval.md lists every difference")
     g.add_argument("--template", action=BOOL, default=False,
-                   help="use the MediX training template instead of the reference protocol's plain prompt")
+                   help="use the MediX training template instead of the plain prompt (default protocol only)")
     g.add_argument("--template-name", default="medix", help="which training template (--template)")
     g.add_argument("--system-prompt", default=None, help="system prompt placed before every question")
     g.add_argument("--trust-remote-code", action=BOOL, default=False,
@@ -77,8 +83,9 @@ def _add_judge(p: argparse.ArgumentParser, *, required_choice: bool = False) -> 
     g.add_argument("--judge-cache-path", default=None, help="another verdict cache file")
     g.add_argument("--few-shot", action=BOOL, default=None,
                    help="worked examples in the judge prompt (default: only for small local judges)")
-    g.add_argument("--guard", action=BOOL, default=True,
-                   help="score answers that address the grader as 0 without asking the judge")
+    g.add_argument("--guard", choices=("report", "zero", "off"), default="report",
+                   help="injection guard: report (flag and count answers that address the grader, score them "
+                        "as judged), zero (score them 0 without asking the judge) or off")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -94,6 +101,9 @@ def _add_score(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
     g.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     g.add_argument("--charts", action=BOOL, default=True, help="draw accuracy.png (matplotlib)")
+    g.add_argument("--min-coverage", type=float, default=0.9,
+                   help="a task counts towards overall only when this share of its samples is scored "
+                        "(stated in results.json; tasks under it are named and warned about)")
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -105,109 +115,109 @@ def parse_data_dirs(values: list[str]) -> dict[str, str]:
             out[task.strip()] = path
         else:
             if "*" in out:
-                raise ValueError(f"--data-dir given twice without a task name ({out['*']}, {v}); use TASK=PATH")
+                raise UsageError(f"given twice without a task name ({out['*']}, {v})", where="--data-dir",
+                                 fix="use --data-dir TASK=PATH for each task")
             out["*"] = v
     return out
 
 
-def _judge_settings(args):
-    from medix_r1.eval import make_judge_settings
+def _judge_args(args) -> dict:
+    """run_eval's judge arguments from the judge flags."""
     from medix_r1.judge import VerdictCache
 
     kind = args.judge or ("openai" if args.judge_url else None)
     if kind is None:
-        raise ValueError("say which judge to use: --judge-url URL [--judge-model NAME], --judge local, or "
-                         "--judge none (rule decisions only)")
+        raise UsageError("say which judge to use", where="--judge",
+                         fix="pass --judge-url URL [--judge-model NAME], --judge local, or --judge none (rule "
+                             "decisions only)")
+    cache = ((VerdictCache(args.judge_cache_path) if args.judge_cache_path else "default")
+             if args.judge_cache else None)
     if kind == "none":
-        return None
-    cache = (VerdictCache(args.judge_cache_path) if args.judge_cache_path else "default") if args.judge_cache else None
-    if kind == "local":
+        judge, model = None, None
+    elif kind == "local":
         judge, model = "local", args.judge_model
     else:
         judge, model = (args.judge_url or "http://127.0.0.1:8000/v1"), args.judge_model or DEFAULT_EVAL_JUDGE
-    return make_judge_settings(judge, judge_model=model, rounds=args.rounds, cache=cache,
-                               concurrency=args.judge_concurrency, max_error_rate=args.max_error_rate,
-                               timeout=args.judge_timeout, few_shot=args.few_shot, guard=args.guard)
+    return {"judge": judge, "judge_model": model, "rounds": args.rounds, "judge_cache": cache,
+            "judge_concurrency": args.judge_concurrency, "judge_timeout": args.judge_timeout,
+            "few_shot": args.few_shot, "guard": args.guard}
 
 
-async def _check(backend) -> None:
-    try:
-        await backend.check()
-    finally:
-        await backend.aclose()
-
-
-def _print_results(results: dict) -> None:
-    from medix_r1.eval.report import TASK_HEADER, _md_table, pct, task_rows
-
-    print(_md_table(TASK_HEADER, task_rows(results)))
-    def p(key: str) -> str:
-        return "-" if results.get(key) is None else f"{pct(results[key])}%"
-
-    print(f"\noverall {p('overall')}  text {p('text_mean')}  vision {p('vision_mean')}  "
-          "(unweighted means over tasks)")
-    for k, v in (results.get("report_paths") or {}).items():
-        print(f"{k}: {v}")
+def _run_args(args, phases: tuple[str, ...]) -> dict:
+    """Every run_eval argument the subcommand's flags give."""
+    kw: dict = {"phases": phases, "output_dir": args.output_dir, "progress": getattr(args, "progress", False)}
+    if "generate" in phases:
+        kw.update(tasks=args.tasks, model=args.model, model_url=args.model_url, backend=args.backend,
+                  data_dirs=parse_data_dirs(args.data_dir), limit=args.limit, skip_missing=args.skip_missing,
+                  max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                  template=args.template_name if args.template else None, system_prompt=args.system_prompt,
+                  concurrency=args.concurrency, batch_size=args.batch_size,
+                  trust_remote_code=args.trust_remote_code, timeout=args.timeout)
+    if "judge" in phases:
+        kw.update(_judge_args(args))
+    if hasattr(args, "protocol"):
+        kw["protocol"] = args.protocol
+    if hasattr(args, "max_error_rate"):
+        kw["max_error_rate"] = args.max_error_rate
+    if "score" in phases:
+        kw.update(bootstrap=args.bootstrap, seed=args.seed, charts=args.charts, coverage_threshold=args.min_coverage)
+    return kw
 
 
 def _run_phases(args, phases: tuple[str, ...]) -> int:
-    from medix_r1.eval import generate_outputs, judge_outputs, load_tasks, score_outputs
-    from medix_r1.eval.generation import PromptOptions, make_generator
+    from medix_r1.eval import run_eval
+    from medix_r1.eval.report import render_console
 
-    out = args.output_dir
-    if "generate" in phases:
-        data = load_tasks(args.tasks, parse_data_dirs(args.data_dir), limit=args.limit,
-                          skip_missing=args.skip_missing)
-        settings = _judge_settings(args) if "judge" in phases else None
-        gen = make_generator(args.model, backend=args.backend, model_url=args.model_url,
-                             concurrency=args.concurrency, batch_size=args.batch_size,
-                             trust_remote_code=args.trust_remote_code, timeout=args.timeout)
-        if settings is not None and settings.backend is not None:
-            asyncio.run(_check(settings.backend))  # a down judge should not wait for a long generation
-        if getattr(gen, "chat", None) is not None:
-            asyncio.run(_check(gen.chat))
-        summary = generate_outputs(data, gen, out, max_new_tokens=args.max_new_tokens,
-                                   temperature=args.temperature,
-                                   prompt=PromptOptions(args.template_name if args.template else None,
-                                                        args.system_prompt),
-                                   max_error_rate=args.max_error_rate, progress=args.progress)
-        print(f"generate: {summary.done} new, {summary.already_done} already done, {summary.failed} failed "
-              f"of {summary.total} ({summary.seconds:.1f} s)")
-    if "judge" in phases:
-        settings = _judge_settings(args)
-        if settings is not None and "generate" not in phases:
-            asyncio.run(_check(settings.backend))
-        summary = judge_outputs(out, settings, progress=args.progress)
-        print(f"judge: {summary.done} new, {summary.already_done} already done, {summary.failed} failed "
-              f"of {summary.total} ({summary.seconds:.1f} s)")
+    kw = _run_args(args, phases)
+    if getattr(args, "dry_run", False):
+        from medix_r1.eval.runner import dry_run
+
+        drop = ("phases", "progress", "max_new_tokens", "temperature", "timeout", "max_error_rate",
+                "bootstrap", "seed", "charts", "coverage_threshold")
+        for line in dry_run(**{k: v for k, v in kw.items() if k not in drop}):
+            print(f"ok  {line}")
+        print("dry run: everything this run needs is in place (nothing was generated)")
+        return EXIT_OK
+    results = run_eval(**kw)
+    for name in ("generate", "judge"):
+        if name in results.get("phases", {}):
+            from medix_r1.eval.records import PhaseSummary
+
+            print(PhaseSummary(**results["phases"][name]).line())
     if "score" in phases:
-        results = score_outputs(out, bootstrap=args.bootstrap, seed=args.seed, charts=args.charts)
-        _print_results(results)
+        print(render_console(results))
+        for k, v in (results.get("report_paths") or {}).items():
+            print(f"{k}: {v}")
     return EXIT_OK
 
 
 def _guarded(fn):
-    """Turn the library's expected failures into a clear message and an exit code (no traceback)."""
+    """Say the library's expected failures that are not yet :class:`~medix_r1.errors.MedixError` in its terms
+    (one message, exit 2 or 3); everything else is a bug and keeps its traceback."""
     def run(args) -> int:
         # One INFO line per HTTP request would bury the progress bars; -vv shows them.
         logging.getLogger("httpx").setLevel(logging.DEBUG if getattr(args, "verbose", 0) >= 2 else logging.WARNING)
-        from medix_r1.eval.calibrate import LabelFileError
-        from medix_r1.eval.generation import GeneratorUnavailable
-        from medix_r1.eval.phases import ErrorBudgetExceeded, EvalError
+        from medix_r1.errors import BudgetExceeded, InputError, MedixError, ServiceError
         from medix_r1.eval.sources import DataUnavailable
+        from medix_r1.eval.store import StoreCorrupt
         from medix_r1.eval.taskspec import TaskConfigError
         from medix_r1.judge import BackendError, JudgeErrorBudgetExceeded
         from medix_r1.registry import UnknownNameError
 
         try:
             return fn(args)
-        except (ErrorBudgetExceeded, JudgeErrorBudgetExceeded, BackendError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BUDGET
-        except (TaskConfigError, UnknownNameError, DataUnavailable, EvalError, LabelFileError, ValueError,
-                FileNotFoundError, GeneratorUnavailable) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        except MedixError:
+            raise
+        except JudgeErrorBudgetExceeded as exc:
+            raise BudgetExceeded(str(exc)) from None
+        except BackendError as exc:
+            raise ServiceError(str(exc)) from None
+        except (DataUnavailable, StoreCorrupt) as exc:
+            raise InputError(str(exc)) from None
+        except TaskConfigError as exc:
+            raise UsageError(str(exc)) from None
+        except UnknownNameError as exc:
+            raise UsageError(str(exc).strip("'\"")) from None
     return run
 
 
@@ -219,8 +229,7 @@ def cmd_tasks(args) -> int:
     grp = groups()
     names = grp[args.group] if args.group else sorted(reg.names(), key=task_order)
     if args.group is not None and args.group not in grp:
-        print(f"error: unknown group {args.group!r}; valid: {', '.join(grp)}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"unknown group {args.group!r}", where="--group", fix=f"use one of: {', '.join(grp)}")
     if args.json:
         print(json.dumps({"tasks": {n: reg.get(n).to_dict() for n in names}, "groups": grp}, indent=2))
         return EXIT_OK
@@ -246,18 +255,28 @@ def cmd_compare(args) -> int:
     print(text)
     if args.output:
         out = Path(args.output)
-        out.write_text(render_compare_html(table) if out.suffix in (".html", ".htm") else text + "\n",
-                       encoding="utf-8")
+        try:
+            out.write_text(render_compare_html(table) if out.suffix in (".html", ".htm") else text + "\n",
+                           encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write the table ({exc.strerror or exc})", where=str(out),
+                             fix="pass an --output path you can write to") from None
         print(f"\nwritten: {out}")
     return EXIT_OK
 
 
 def cmd_calibrate(args) -> int:
+    from medix_r1.eval import make_judge_settings
     from medix_r1.eval.calibrate import DEFAULT_LABELS, calibrate, render_calibration
 
-    settings = _judge_settings(args)
-    if settings is None:
-        raise ValueError("calibration needs a judge: --judge-url URL or --judge local")
+    kw = _judge_args(args)
+    if kw["judge"] is None:
+        raise UsageError("calibration needs a judge", where="--judge none",
+                         fix="pass --judge-url URL [--judge-model NAME] or --judge local")
+    settings = make_judge_settings(kw["judge"], judge_model=kw["judge_model"], rounds=kw["rounds"],
+                                   cache=kw["judge_cache"], concurrency=kw["judge_concurrency"],
+                                   max_error_rate=args.max_error_rate, timeout=kw["judge_timeout"],
+                                   few_shot=kw["few_shot"], guard=kw["guard"])
     result = calibrate(args.labels or DEFAULT_LABELS, settings)
     print(render_calibration(result))
     if args.output:
@@ -279,14 +298,22 @@ def register(subparsers) -> None:
                                    "Qwen/Qwen3-VL-8B-Instruct --model-url http://127.0.0.1:8001/v1 --judge-url "
                                    "http://127.0.0.1:8000/v1 --judge-model Qwen/Qwen3-14B --output-dir runs/q8b")
     _add_tasks(r), _add_model(r), _add_judge(r), _add_common(r), _add_score(r)
+    r.add_argument("--dry-run", action=BOOL, default=False,
+                   help="only check: tasks resolve, their data is found, the output folder is writable, the judge "
+                        "and the generator answer; nothing is generated")
     r.set_defaults(func=_guarded(lambda a: _run_phases(a, ("generate", "judge", "score"))))
 
     g = sub.add_parser("generate", help="only generate completions (resumable)")
     _add_tasks(g), _add_model(g), _add_common(g)
+    g.add_argument("--dry-run", action=BOOL, default=False,
+                   help="only check: tasks resolve, their data is found, the output folder is writable, the "
+                        "generator answers; nothing is generated")
     g.set_defaults(func=_guarded(lambda a: _run_phases(a, ("generate",))))
 
     j = sub.add_parser("judge", help="only judge the generations of a run folder (e.g. with another judge)")
     _add_judge(j), _add_common(j)
+    j.add_argument("--protocol", choices=("default", "paper"), default="default",
+                   help="the protocol the folder was generated with")
     j.set_defaults(func=_guarded(lambda a: _run_phases(a, ("judge",))))
 
     s = sub.add_parser("score", help="only score a run folder: results.json, report.md, report.html")
@@ -299,10 +326,12 @@ def register(subparsers) -> None:
     t.add_argument("--json", action=BOOL, default=False, help="print the task definitions as JSON")
     t.set_defaults(func=_guarded(cmd_tasks))
 
-    c = sub.add_parser("compare", help="runs side by side, with the published MediX-R1 numbers")
+    c = sub.add_parser("compare", help="runs side by side (n, judge, protocol, CI), with the published MediX-R1 "
+                                       "numbers beside --protocol paper runs")
     c.add_argument("runs", nargs="+", help="run folders (or results.json files)")
     c.add_argument("--label", action="append", default=[], help="a label per run, in order (default: model)")
-    c.add_argument("--published", action=BOOL, default=True, help="add the published MediX-R1 rows")
+    c.add_argument("--published", action=BOOL, default=True,
+                   help="add the published MediX-R1 rows (only when every run used --protocol paper)")
     c.add_argument("--all-published", action=BOOL, default=False, help="also the other published models")
     c.add_argument("--output", default=None, help="also write the table to FILE (.md or .html)")
     c.set_defaults(func=_guarded(cmd_compare))

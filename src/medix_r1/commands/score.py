@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 _EPILOG = """\
-Input rows (JSONL): {"id", "completion", "reference": "<TAG> answer" (or a plain answer plus "modality"),
-                     "question" (optional), "answer_type" (optional)}
+Input rows (JSONL, or Parquet with the same columns): {"id", "completion", "reference": "<TAG> answer" (or a
+  plain answer plus "modality"), "question", "answer_type", "options", "answer_letter" (all optional)}
 Output rows: the input row plus "rewards": {"format", "modality", "accuracy_llm", "accuracy_embed", "total"}
-  (null: not asked for, or no verdict; total only when all four components have a value).
+  (null: not asked for, or no verdict; total: the weighted mean of the components that apply - modality
+  does not apply to a text-only row). Rows are appended as they finish; rerunning the same command
+  continues from them (rows without a verdict are scored again).
 
 Examples:
   # offline, embedded judge (SmolLM2, weak) and embedding (all-MiniLM-L6-v2)
@@ -22,8 +24,10 @@ Examples:
   medix-r1 score --input completions.jsonl --output scored.jsonl --mode paper \\
       --judge-url http://127.0.0.1:8000/v1 --judge-model Qwen/Qwen3-4B-Instruct-2507
 
-Exit status: 0 all rows scored; 1 some rows malformed (listed; the rest scored); 2 bad arguments or
-unreadable input; 3 the judge is unreachable or failed more often than --max-judge-error-rate allows."""
+Exit status: 0 all rows scored; 1 some rows malformed (listed; the rest scored); 2 bad arguments, an
+unreadable or empty input, an output that cannot be written or belongs to another run; 3 the judge is
+unreachable, failed more often than --max-judge-error-rate allows, or gave no verdict at all; 130
+interrupted (finished rows are kept: rerun the same command to continue)."""
 
 
 def register(subparsers) -> None:
@@ -33,7 +37,8 @@ def register(subparsers) -> None:
                     "LLM-judge accuracy and embedding accuracy. Rows are scored concurrently and written in "
                     "input order; a summary table follows.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", required=True, metavar="IN.jsonl", help="completions to score")
+    p.add_argument("--input", required=True, metavar="IN.jsonl",
+                   help="completions to score (JSONL, or a .parquet file with the same columns)")
     p.add_argument("--output", required=True, metavar="OUT.jsonl", help="where to write scored rows")
     p.add_argument("--components", default="format,modality,accuracy_llm,accuracy_embed",
                    help="comma-separated components to compute (default: all four)")
@@ -55,7 +60,12 @@ def register(subparsers) -> None:
     p.add_argument("--max-judge-error-rate", type=float, default=0.1, metavar="R",
                    help="stop when more than this share of judgements fail (default 0.1; 1 never stops)")
     p.add_argument("--no-injection-guard", dest="injection_guard", action="store_false",
-                   help="do not zero answers that address the grader (the guard is on by default)")
+                   help="do not zero answers that address the grader (the guard is on by default); with "
+                        "--mode paper the judge then gets exactly the release's strings")
+    p.add_argument("--few-shot", dest="few_shot", action="store_true", default=None,
+                   help="use the short judge prompt with worked examples (default: only for --judge local)")
+    p.add_argument("--no-few-shot", dest="few_shot", action="store_false",
+                   help="use the full judge prompt even with --judge local")
     p.add_argument("--embedding", default="auto", metavar="NAME_OR_PATH",
                    help="sentence-transformers model for accuracy_embed: auto (MedEmbed-large-v0.1 when loadable, "
                         "else the bundled all-MiniLM-L6-v2), minilm, a hub id or a folder (default auto)")
@@ -78,7 +88,7 @@ def _config(args):
     judge = JudgeConfig(backend=args.judge, model=args.judge_model, timeout=args.judge_timeout,
                         concurrency=args.judge_concurrency,
                         max_error_rate=None if args.max_judge_error_rate >= 1 else args.max_judge_error_rate,
-                        cache=args.cache,
+                        cache=args.cache, few_shot=args.few_shot,
                         cache_path=str(Path(args.cache_dir) / "verdicts.sqlite") if args.cache_dir else None)
     if args.judge_url:
         judge.url = args.judge_url
@@ -88,25 +98,24 @@ def _config(args):
 
 
 def cmd_score(args) -> int:
-    from medix_r1.judge import BackendError, JudgeErrorBudgetExceeded
+    from medix_r1.errors import InputError, ServiceError, UsageError
     from medix_r1.rewards import RewardConfigError, RewardSuite
-    from medix_r1.rewards.score_file import ascore_file
+    from medix_r1.rewards.score_file import ScoreProgress, ascore_file, check_writable
 
     if getattr(args, "verbose", 0) < 2:  # one httpx INFO line per judge request would bury the progress bar
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
     if not Path(args.input).is_file():
-        print(f"error: input file not found: {args.input}", file=sys.stderr)
-        return 2
+        raise InputError("input file not found", where=f"--input {args.input}", fix="check the path")
     try:
         config = _config(args)
     except (RewardConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc), fix="see `medix-r1 score --help`") from exc
+    check_writable(args.output)  # before loading any model
     if args.judge_url and args.judge == "local":
         print("note: --judge-url is ignored with --judge local", file=sys.stderr)
     suite = RewardSuite(config)
-
+    state = ScoreProgress()
     bar = None
 
     def on_total(n: int) -> None:
@@ -125,25 +134,33 @@ def cmd_score(args) -> int:
             if "accuracy_llm" in config.components:
                 await suite.judge.acheck()  # fail in a second, not after the first retries of every row
             return await ascore_file(args.input, args.output, suite, progress=progress, on_total=on_total,
-                                     details=args.details)
+                                     details=args.details, state=state)
         finally:
             await suite.aclose()
 
     try:
         report = asyncio.run(run())
-    except (BackendError, JudgeErrorBudgetExceeded) as exc:
-        if bar is not None:
-            bar.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if bar is not None:
-        bar.close()
+    except KeyboardInterrupt:
+        _close(bar)
+        print(f"interrupted: {state.saved} of {state.total} rows are saved in {args.output}; rerun the same "
+              "command to continue", file=sys.stderr)
+        return 130
+    except ServiceError as exc:
+        _close(bar)
+        hint = (" Other judges: --judge-url URL --judge-model NAME, or the embedded one with --judge local."
+                if args.judge == "openai" else "")
+        saved = f" {state.saved} of {state.total} rows are saved in {args.output}." if state.total else ""
+        exc.fix = ((exc.fix or "").rstrip(". ") + "." + saved + hint).strip()
+        raise
+    _close(bar)
     for problem in report.problems:
         print(f"{args.input}: {problem}", file=sys.stderr)
     print(f"mode {config.mode}; judge {suite.judge.describe() if 'accuracy_llm' in config.components else '-'}; "
           f"embedding {suite.embedder.name if 'accuracy_embed' in config.components else '-'}")
     print(report.table())
     return 1 if report.problems else 0
+
+
+def _close(bar) -> None:
+    if bar is not None:
+        bar.close()

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from medix_r1.data.loaders import iter_json_lines
-from medix_r1.errors import InputError
-from medix_r1.eval.phases import JudgeSettings
+from medix_r1.errors import InputError, UsageError
+from medix_r1.eval.judge_phase import JudgeSettings
 
 DEFAULT_LABELS = Path(__file__).parent / "labels" / "judge_calibration.jsonl"
 # True and False are found under 1 and 0 (they hash alike).
@@ -96,11 +96,13 @@ async def acalibrate(labels_path: str | Path, settings: JudgeSettings) -> dict[s
     from medix_r1.judge import Judge, JudgeRequest, VerdictCache
 
     if settings.backend is None:
-        raise ValueError("calibration needs a judge backend (--judge-url/--judge-model or --judge local)")
+        raise UsageError("calibration needs a judge", where="--judge none",
+                         fix="pass --judge-url/--judge-model, or --judge local")
     rows = read_labels(labels_path)
     prompt = settings.prompts()["binary"]
     cache = VerdictCache() if settings.cache == "default" else settings.cache
-    judge = Judge(settings.backend, prompt, cache=cache, guard=settings.guard, concurrency=settings.concurrency,
+    judge = Judge(settings.backend, prompt, cache=cache, guard=settings.guard != "off",
+                  concurrency=settings.concurrency,
                   max_error_rate=settings.max_error_rate, min_requests_for_budget=settings.min_requests_for_budget)
     try:
         verdicts = await judge.ajudge([JudgeRequest(reference=r["reference"], prediction=r["prediction"],

@@ -1,9 +1,10 @@
 """Eval generation: how a sample becomes a chat prompt, and the three generator backends.
 
-Prompts (:func:`build_messages`): by default the reference protocol's plain prompt (no training template): the
-images, then the question with MCQ options as ``Choices:`` lines ``A. ...``, then the task's instruction if it
-has one. ``template="medix"`` (or another template name) uses the MediX training template instead. Either
-way an optional system prompt comes first.
+Prompts (:func:`build_messages`): by default a plain prompt (no training template): the images, then the
+question with MCQ options as ``Choices:`` lines ``A. ...``, then the task's instruction if it has one.
+``template="medix"`` (or another template name) uses the MediX training template instead. Either way an
+optional system prompt comes first. The ``paper`` protocol (:mod:`medix_r1.eval.protocol`) is the release's
+prompt: no system prompt, no template, no instruction, a blank line before ``Choices:``.
 
 Backends, all behind :class:`Generator` (``name``, ``batch_size``, ``concurrency``, ``generate(batch)``):
 
@@ -31,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medix_r1.data.schema import Sample
-from medix_r1.errors import UsageError
+from medix_r1.errors import ServiceError, UsageError
+from medix_r1.eval.protocol import DEFAULT, Protocol
 from medix_r1.eval.taskspec import PromptSpec
 from medix_r1.prompts import PromptTemplate, get_template
 
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 2048
 PLAIN_PROMPT_VERSION = "plain-v1"
+PAPER_PROMPT_VERSION = "paper-v1"
 _PLAIN = PromptTemplate()  # only its question_text() is used: one definition of the "Choices:" lines
 
 
@@ -49,9 +52,18 @@ class PromptOptions:
 
     template: str | None = None
     system_prompt: str | None = None
+    protocol: Protocol = DEFAULT
+
+    def __post_init__(self) -> None:
+        if not self.protocol.allows_template and (self.template or self.system_prompt):
+            flag = "--template" if self.template else "--system-prompt"
+            raise UsageError(f"the {self.protocol.name} protocol has no training template and no system prompt",
+                             where=flag, fix=f"drop {flag}, or use --protocol default")
 
     @property
     def version(self) -> str:
+        if not self.protocol.allows_template:
+            return PAPER_PROMPT_VERSION
         base = get_template(self.template).version if self.template else PLAIN_PROMPT_VERSION
         if self.system_prompt:
             base += "+sys-" + hashlib.sha256(self.system_prompt.encode()).hexdigest()[:8]
@@ -61,9 +73,36 @@ class PromptOptions:
         return {"template": self.template, "system_prompt": self.system_prompt, "version": self.version}
 
 
+def paper_question_text(sample: Sample) -> str:
+    """The release's text of a question: ``question + "\\n\\nChoices:" + "\\nA. opt"...``; the options keep
+    their letters (an empty option was skipped when the task was loaded).
+
+    >>> paper_question_text(Sample(id="1", question="Which organ?", answer="Liver",
+    ...                            options={"A": "Liver", "C": "Lung"}))
+    'Which organ?\\n\\nChoices:\\nA. Liver\\nC. Lung'
+    """
+    text = sample.question
+    if sample.options:
+        text += "\n\nChoices:" + "".join(f"\n{k}. {v}" for k, v in sample.options.items())
+    return text
+
+
+def question_text(sample: Sample, protocol: Protocol = DEFAULT) -> str:
+    """The question as the generator reads it (with its choices), which the judge sees as well."""
+    return paper_question_text(sample) if protocol.blank_line_before_choices else _PLAIN.question_text(sample)
+
+
+def shown_images(task: str, images: list, protocol: Protocol = DEFAULT) -> list:
+    """The images a prompt shows: all of them, or the first only for the protocol's first-image tasks."""
+    if images and any(task.startswith(p) for p in protocol.first_image_only):
+        return images[:1]
+    return images
+
+
 def build_messages(sample: Sample, task_prompt: PromptSpec | None = None,
-                   options: PromptOptions | None = None) -> list[dict[str, Any]]:
-    """Chat messages for one sample, with ``{"type": "image"}`` placeholders where the images go.
+                   options: PromptOptions | None = None, n_images: int | None = None) -> list[dict[str, Any]]:
+    """Chat messages for one sample, with ``{"type": "image"}`` placeholders where the images go
+    (``n_images`` of them when the protocol shows fewer images than the sample has).
 
     >>> msgs = build_messages(Sample(id="1", question="Which organ?", answer="Liver", options=["Liver", "Lung"]))
     >>> msgs[-1]["content"][-1]["text"]
@@ -71,6 +110,10 @@ def build_messages(sample: Sample, task_prompt: PromptSpec | None = None,
     """
     task_prompt = task_prompt or PromptSpec()
     options = options or PromptOptions()
+    if not options.protocol.allows_template:  # the paper's prompt: images, then the question text, nothing else
+        content = [{"type": "image"} for _ in range(n_images if n_images is not None else len(sample.images))]
+        content.append({"type": "text", "text": paper_question_text(sample)})
+        return [{"role": "user", "content": content}]
     system = options.system_prompt or task_prompt.system
     if options.template or task_prompt.style == "template":
         template = get_template(options.template or "medix")
@@ -84,7 +127,8 @@ def build_messages(sample: Sample, task_prompt: PromptSpec | None = None,
     text = _PLAIN.question_text(sample)
     if task_prompt.instruction:
         text = f"{text}\n{task_prompt.instruction}"
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in sample.images]
+    content: list[dict[str, Any]] = [{"type": "image"}
+                                     for _ in range(n_images if n_images is not None else len(sample.images))]
     content.append({"type": "text", "text": text})
     messages: list[dict[str, Any]] = []
     if system:
@@ -100,7 +144,20 @@ def image_data_url(image: Any, *, quality: int = 90) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def to_openai_messages(messages: list[dict[str, Any]], images: list[Any]) -> list[dict[str, Any]]:
+def jpeg_roundtrip(image: Any, quality: int) -> Any:
+    """The image as a server decodes it after a JPEG upload at ``quality`` (for in-process generators)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out
+
+
+def to_openai_messages(messages: list[dict[str, Any]], images: list[Any], *,
+                       jpeg_quality: int = 90) -> list[dict[str, Any]]:
     """Replace image placeholders (in order) by ``image_url`` parts; text-only messages become strings."""
     it = iter(images)
     out = []
@@ -116,7 +173,7 @@ def to_openai_messages(messages: list[dict[str, Any]], images: list[Any]) -> lis
                     img = next(it)
                 except StopIteration:
                     raise ValueError("more image placeholders than images") from None
-                parts.append({"type": "image_url", "image_url": {"url": image_data_url(img)}})
+                parts.append({"type": "image_url", "image_url": {"url": image_data_url(img, quality=jpeg_quality)}})
             else:
                 parts.append(p)
         if all(p.get("type") == "text" for p in parts):
@@ -145,10 +202,22 @@ class Generator(abc.ABC):
     backend: str = ""
     batch_size: int = 1
     concurrency: int = 1
+    jpeg_quality: int = 90
+    """JPEG quality of images sent over HTTP (the paper protocol sets 75)."""
+    top_p: float | None = None
+    """Sent with each request when set (the paper protocol sets 1.0)."""
 
     @abc.abstractmethod
     async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
         ...
+
+    def configure(self, protocol: Protocol) -> None:
+        """Take the protocol's image encoding and sampling settings."""
+        self.jpeg_quality = protocol.jpeg_quality
+        self.top_p = protocol.top_p
+
+    async def prepare(self) -> None:
+        """Load or reach the model before any sample is sent; raise a clear error when it cannot be used."""
 
     async def aclose(self) -> None:
         """Release connections or models."""
@@ -178,10 +247,21 @@ class ChatGenerator(Generator):
         out = []
         for req in batch:
             # JPEG + base64 of large images takes milliseconds: off the event loop, like the decoding.
-            messages = (await asyncio.to_thread(to_openai_messages, req.messages, req.images) if req.images
+            messages = (await asyncio.to_thread(to_openai_messages, req.messages, req.images,
+                                                jpeg_quality=self.jpeg_quality) if req.images
                         else to_openai_messages(req.messages, req.images))
             out.append(await self.chat.complete(messages, max_tokens=max_new_tokens, temperature=temperature))
         return out
+
+    def configure(self, protocol: Protocol) -> None:
+        super().configure(protocol)
+        if self.top_p is not None and hasattr(self.chat, "extra_body"):
+            self.chat.extra_body["top_p"] = self.top_p  # sent with every request of this backend
+
+    async def prepare(self) -> None:
+        url = getattr(self.chat, "base_url", None)
+        if url:
+            await check_endpoint(self.chat, role="generator")
 
     async def aclose(self) -> None:
         await self.chat.aclose()
@@ -194,6 +274,44 @@ class ChatGenerator(Generator):
         return (f"is the model server running at {url}, serving {self.name!r}? (e.g. `vllm serve MODEL "
                 f"--host 127.0.0.1 --port 8001`; pass --model-url and --model to match)" if url
                 else "check the chat backend")
+
+
+_ROLE_FLAGS = {"generator": ("--model-url", "--model", "model server"),
+               "judge": ("--judge-url", "--judge-model", "judge server")}
+DEFAULT_EVAL_JUDGE = "Qwen/Qwen3-14B"  # the release eval kit's judge
+
+
+async def check_endpoint(backend: Any, *, role: str) -> list[str]:
+    """GET ``/models`` of an OpenAI-compatible backend and check it serves the requested model.
+
+    Raises :class:`~medix_r1.errors.ServiceError` naming the role's own flags (``--model-url``/``--model``
+    for the generator, ``--judge-url``/``--judge-model`` for the judge). Returns the served model ids.
+    """
+    import httpx
+
+    url_flag, model_flag, what = _ROLE_FLAGS[role]
+    base = backend.base_url
+    start = ("`vllm serve MODEL --host 127.0.0.1 --port 8001`" if role == "generator"
+             else f"`vllm serve {DEFAULT_EVAL_JUDGE} --host 127.0.0.1 --port 8000`, or use --judge local")
+    headers = backend._headers() if hasattr(backend, "_headers") else {}
+    try:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=min(backend.timeout, 10.0)) as client:
+            resp = await client.get("/models")
+    except (httpx.HTTPError, OSError) as exc:
+        raise ServiceError(f"cannot reach the {what} at {base} ({type(exc).__name__}: {exc or 'no answer'})",
+                           where=url_flag, fix=f"start it (e.g. {start}) or pass the right {url_flag}") from None
+    if resp.status_code >= 400:
+        raise ServiceError(f"the {what} at {base} answered HTTP {resp.status_code} to GET /models: "
+                           f"{resp.text[:160]}", where=url_flag, fix=f"check {url_flag} (it ends in /v1)")
+    try:
+        served = [m.get("id") for m in resp.json().get("data", [])]
+    except (ValueError, AttributeError):
+        return []  # some proxies do not list models; the first request will tell
+    if served and backend.model_name not in served:
+        raise ServiceError(f"the {what} at {base} serves {', '.join(map(repr, served))}, not "
+                           f"{backend.model_name!r}", where=model_flag,
+                           fix=f"pass {model_flag} {served[0]}, or serve {backend.model_name} there")
+    return served
 
 
 def openai_generator(base_url: str, model: str, *, concurrency: int = 16, timeout: float = 600.0,
@@ -234,9 +352,32 @@ class TransformersGenerator(Generator):
         from medix_r1.models import generate_chat
 
         policy = self.policy
-        return generate_chat(policy, [r.messages for r in batch], [r.images for r in batch],
+        images = [r.images for r in batch]
+        if self.simulate_upload:  # the paper's JPEG upload, as a server would decode it
+            images = [[jpeg_roundtrip(im, self.jpeg_quality) for im in ims] for ims in images]
+        kwargs = {"top_p": self.top_p} if self.top_p is not None and temperature > 0 else {}
+        return generate_chat(policy, [r.messages for r in batch], images,
                              max_new_tokens=max_new_tokens, temperature=temperature, batch_size=self.batch_size,
-                             seed=self.seed)
+                             seed=self.seed, **kwargs)
+
+    simulate_upload = False
+
+    def configure(self, protocol: Protocol) -> None:
+        super().configure(protocol)
+        self.simulate_upload = protocol.name == "paper"
+
+    def _load(self) -> None:
+        from medix_r1.models.loading import PolicyNotFoundError
+
+        try:
+            self.policy  # noqa: B018 - loads the model
+        except PolicyNotFoundError as exc:
+            raise UsageError(f"cannot find the model to evaluate: {exc}", where="--model",
+                             fix="pass a model alias (`embedded`), a model folder or a hub id; for a served "
+                                 "model add --model-url") from None
+
+    async def prepare(self) -> None:
+        await asyncio.to_thread(self._load)
 
     async def generate(self, batch: list[GenRequest], *, max_new_tokens: int, temperature: float) -> list[str]:
         return await asyncio.to_thread(self._run, batch, max_new_tokens, temperature)
@@ -245,7 +386,7 @@ class TransformersGenerator(Generator):
         return f"in-process transformers model {self.name!r}"
 
     def how_to_fix(self) -> str:
-        return "see the exception above (out of memory? a bad image for this processor?)"
+        return "see the error above (out of memory? a bad image for this processor?); rerun with -v for details"
 
 
 class GeneratorUnavailable(UsageError, RuntimeError):
@@ -282,22 +423,23 @@ class VLLMGenerator(Generator):
             self._kwargs["max_model_len"] = max_model_len
         self._llm = None
         if not _vllm_installed():  # fail now, not after loading every task's data
-            raise GeneratorUnavailable(_NO_VLLM)
+            raise GeneratorUnavailable(_NO_VLLM, where="--backend vllm")
 
     def _engine(self):
         if self._llm is None:
             try:
                 import vllm
             except ImportError as exc:
-                raise GeneratorUnavailable(f"{_NO_VLLM} (import failed: {exc})") from exc
+                raise GeneratorUnavailable(f"{_NO_VLLM} (import failed: {exc})", where="--backend vllm") from exc
             self._vllm = vllm
             self._llm = vllm.LLM(**self._kwargs)
         return self._llm
 
     def _run(self, batch: list[GenRequest], max_new_tokens: int, temperature: float) -> list[str]:
         llm = self._engine()
-        params = self._vllm.SamplingParams(temperature=temperature, max_tokens=max_new_tokens)
-        convs = [to_openai_messages(r.messages, r.images) for r in batch]
+        extra = {"top_p": self.top_p} if self.top_p is not None else {}
+        params = self._vllm.SamplingParams(temperature=temperature, max_tokens=max_new_tokens, **extra)
+        convs = [to_openai_messages(r.messages, r.images, jpeg_quality=self.jpeg_quality) for r in batch]
         outputs = llm.chat(convs, params, use_tqdm=False)
         return [o.outputs[0].text if o.outputs else "" for o in outputs]
 
@@ -320,17 +462,20 @@ def make_generator(model: Any, *, backend: str = "auto", model_url: str | None =
         backend = "openai" if model_url else "transformers"
     if backend == "openai":
         if not model_url:
-            raise ValueError("the openai generator needs --model-url (e.g. http://127.0.0.1:8001/v1)")
+            raise UsageError("the openai generator needs the server's URL", where="--backend openai",
+                             fix="add --model-url (e.g. http://127.0.0.1:8001/v1)")
         return openai_generator(model_url, str(model), concurrency=concurrency, timeout=timeout,
                                 max_retries=max_retries)
     if backend == "transformers":
         return TransformersGenerator(model, batch_size=batch_size or 4, trust_remote_code=trust_remote_code)
     if backend == "vllm":
         return VLLMGenerator(str(model), batch_size=batch_size or 256, trust_remote_code=trust_remote_code)
-    raise ValueError(f"unknown generation backend {backend!r}; valid: auto, openai, transformers, vllm")
+    raise UsageError(f"unknown generation backend {backend!r}", where="--backend",
+                     fix="use one of: auto, openai, transformers, vllm")
 
 
 __all__ = [
+    "DEFAULT_EVAL_JUDGE",
     "DEFAULT_MAX_NEW_TOKENS",
     "ChatGenerator",
     "GenRequest",
@@ -340,8 +485,13 @@ __all__ = [
     "TransformersGenerator",
     "VLLMGenerator",
     "build_messages",
+    "check_endpoint",
     "image_data_url",
+    "jpeg_roundtrip",
     "make_generator",
     "openai_generator",
+    "paper_question_text",
+    "question_text",
+    "shown_images",
     "to_openai_messages",
 ]

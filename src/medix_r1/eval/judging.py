@@ -1,8 +1,8 @@
-"""Eval grading: rule decisions that need no model (option letter/text, exact match), the eval judge prompts
-(binary with self-check rounds, 0-5 report rubric) and their strict verdict parsers.
+"""Eval's judge prompts (default: binary with self-check rounds and a 0-5 report rubric; paper: the release's
+structure) and their verdict parsers.
 
-The judge itself (backend, cache, injection guard, error budget) is :class:`medix_r1.judge.Judge`; this module
-only supplies eval's prompts and what is decided before the judge is asked.
+The judge itself (backend, cache) is :class:`medix_r1.judge.Judge`; what is decided before the judge is asked
+is the shared rule layer, :mod:`medix_r1.grading` (rewards and eval decide alike).
 
 Binary prompt (``eval-binary``): the judge sees the question, the reference and the candidate's final answer
 (cut by the one parser, :func:`medix_r1.prompts.parse_completion`), and replies ``{"score": 1}`` or
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from medix_r1.judge.base import JudgeRequest
 from medix_r1.judge.prompts import (
@@ -30,7 +29,6 @@ from medix_r1.judge.prompts import (
     register_prompt,
     truncate,
 )
-from medix_r1.prompts import clean_answer
 
 DEFAULT_ROUNDS = 3
 MAX_PREDICTION_CHARS = 4000  # report tasks have long answers; still cap what reaches the judge
@@ -220,7 +218,122 @@ class EvalRubricPrompt(_EvalPrompt):
         return round(sum(parsed) / len(parsed), 6) if parsed else None
 
 
+# --------------------------------------------------------------------------------------------- paper protocol
+_PAPER_BINARY = (
+    "You are checking whether a model answered a medical question correctly.\n\n"
+    "Question:\n{question}\n\n"
+    "Correct answer:\n{reference}\n\n"
+    "Predicted answer:\n{prediction}\n\n"
+    "The predicted answer counts as correct when it agrees with the correct answer in content, or when it "
+    "names the correct option. Give your judgement as JSON: {{\"score\": 1}} if it is correct, "
+    "{{\"score\": 0}} if it is not. /no_think"
+)
+_PAPER_RUBRIC = (
+    "You are grading a radiology report written by a model against the reference report.\n\n"
+    "Task:\n{question}\n\n"
+    "Reference report:\n{reference}\n\n"
+    "Predicted report:\n{prediction}\n\n"
+    "Score the predicted report from 0 to 5 for clinical accuracy, completeness and relevance to the "
+    "reference (5: every important finding right and nothing invented; 0: wrong or no report). Give your "
+    "judgement as JSON: {{\"score\": N}} with N a whole number from 0 to 5. /no_think"
+)
+_PAPER_RECHECK = "Go over your judgement again and confirm that it is right."
+
+
+def parse_paper_reply(reply: str | None) -> float | None:
+    """The paper protocol's reading of a judge reply: drop everything up to the last ``</think>``, parse the
+    text from the first ``{`` to the last ``}`` as JSON and take its ``score`` (a number); else ``None``.
+
+    >>> parse_paper_reply('<think>hmm {x}</think> Verdict: {"score": 1, "why": "same"}.')
+    1.0
+    >>> parse_paper_reply("score 1") is None, parse_paper_reply('{"score": "yes"}') is None
+    (True, True)
+    """
+    text = reply or ""
+    cut = text.rfind("</think>")
+    if cut >= 0:
+        text = text[cut + len("</think>"):]
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        obj = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    value = obj.get("score") if isinstance(obj, dict) else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+class PaperBinaryPrompt(JudgePrompt):
+    """The release's binary judge structure (own wording): one user turn, JSON ``{"score": 0|1}``, asked
+    three times in the same chat; 1 when at least two rounds say 1. A round whose reply has no 0/1 score
+    counts as no vote, so two unreadable rounds leave the sample ``unparseable`` (counted, not retried)."""
+
+    description = "paper: question with choices, correct and predicted answer, JSON score 0|1, 3 rounds"
+
+    def __init__(self, name: str, version: str, rounds: int = 3):
+        self.name, self.version, self.rounds, self.max_tokens = name, version, rounds, 512
+
+    def build(self, request: JudgeRequest) -> list[dict]:
+        return [{"role": "user", "content": _PAPER_BINARY.format(question=request.question or "",
+                                                                  reference=request.reference,
+                                                                  prediction=request.prediction)}]
+
+    def followup(self, messages: list[dict], reply: str, round_index: int) -> list[dict]:
+        return [*messages, {"role": "assistant", "content": reply or ""},
+                {"role": "user", "content": _PAPER_RECHECK}]
+
+    def parse(self, reply: str) -> float | None:
+        score = parse_paper_reply(reply)
+        return score if score in (0.0, 1.0) else None
+
+    def aggregate(self, scores: list[float | None]) -> float | None:
+        need = len(scores) // 2 + 1  # at least two of three
+        ones, zeros = scores.count(1.0), scores.count(0.0)
+        return 1.0 if ones >= need else 0.0 if zeros >= need else None
+
+
+class PaperRubricPrompt(PaperBinaryPrompt):
+    """The release's rubric structure: a 0-5 score per round, the mean of all rounds / 5. A score outside
+    0-5 (the release turns 7 into 1.4) or an unreadable round leaves the sample ``unparseable``."""
+
+    description = "paper: report vs reference report, JSON score 0-5, mean of 3 rounds / 5"
+
+    def build(self, request: JudgeRequest) -> list[dict]:
+        return [{"role": "user", "content": _PAPER_RUBRIC.format(question=request.question or "",
+                                                                  reference=request.reference,
+                                                                  prediction=request.prediction)}]
+
+    def parse(self, reply: str) -> float | None:
+        score = parse_paper_reply(reply)
+        return round(score / 5.0, 6) if score is not None and 0.0 <= score <= 5.0 else None
+
+    def aggregate(self, scores: list[float | None]) -> float | None:
+        if not scores or any(s is None for s in scores):
+            return None
+        return round(sum(scores) / len(scores), 6)  # type: ignore[arg-type]
+
+
 PROMPT_VERSION = "1"
+PAPER_PROMPT_VERSION = "1"
+
+
+def paper_prompt(kind: str, rounds: int = DEFAULT_ROUNDS) -> JudgePrompt:
+    """The paper protocol's judge prompt for ``kind`` (``binary`` or ``rubric``)."""
+    if kind not in ("binary", "rubric"):
+        raise ValueError(f"judge prompt kind must be binary or rubric, got {kind!r}")
+    name = f"eval-paper-{kind}-r{rounds}"
+    if name in JUDGE_PROMPTS:
+        return JUDGE_PROMPTS.get(name)
+    cls = PaperBinaryPrompt if kind == "binary" else PaperRubricPrompt
+    return register_prompt(cls(name, PAPER_PROMPT_VERSION, rounds))
 
 
 def eval_prompt(kind: str, rounds: int = DEFAULT_ROUNDS, *, few_shot: bool = False) -> JudgePrompt:
@@ -239,92 +352,5 @@ def eval_prompt(kind: str, rounds: int = DEFAULT_ROUNDS, *, few_shot: bool = Fal
     return register_prompt(cls(name, PROMPT_VERSION, rounds, max_tokens=24, few_shot=few_shot))
 
 
-# --------------------------------------------------------------------------------------------- rule decisions
-@dataclass(frozen=True)
-class RuleDecision:
-    """A grade decided without the judge: ``score`` 1.0 or 0.0, and why."""
-
-    score: float
-    reason: str
-
-
-_PUNCT_EDGES = re.compile(r"^[\s\"'`*_()\[\]{}]+|[\s\"'`*_()\[\]{}.,;:!]+$")
-_LETTER_ONLY = re.compile(r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*)?"
-                          r"\(?([A-Za-z])\)?[.):]?$", re.IGNORECASE)
-_LETTER_AND_TEXT = re.compile(r"^\(?([A-Za-z])\s*[.):]\s+(.+)$", re.DOTALL)
-_YES_NO = frozenset({"yes", "no"})
-
-
-def normalize_answer(text: str | None) -> str:
-    """Lower-case, collapsed spaces, edge punctuation and markup removed (for exact comparison only).
-
-    >>> normalize_answer("  **Left  Lung.** ")
-    'left lung'
-    """
-    text = clean_answer(text or "")
-    text = re.sub(r"\s+", " ", text).strip().lower()
-    prev = None
-    while prev != text:
-        prev, text = text, _PUNCT_EDGES.sub("", text)
-    return text
-
-
-def decide_mcq(prediction: str, options: dict[str, str], correct_letter: str | None,
-               reference: str) -> RuleDecision | None:
-    """Decide an MCQ answer by option letter or option text; ``None`` when the judge must decide.
-
-    An answer that is exactly the correct letter or text scores 1; exactly another option's letter or text
-    scores 0. Anything else (a sentence, a paraphrase) goes to the judge.
-
-    >>> opts = {"A": "Liver", "B": "Spleen"}
-    >>> decide_mcq("B", opts, "B", "Spleen").score, decide_mcq("(a) Liver", opts, "B", "Spleen").score
-    (1.0, 0.0)
-    >>> decide_mcq("It is the spleen", opts, "B", "Spleen") is None
-    True
-    """
-    if correct_letter is None:
-        ref = normalize_answer(reference)
-        matches = [k for k, v in options.items() if normalize_answer(v) == ref]
-        correct_letter = matches[0] if len(matches) == 1 else None
-    letters = {k.upper(): normalize_answer(v) for k, v in options.items()}
-    correct = correct_letter.upper() if correct_letter else None
-    pred = (prediction or "").strip()
-    norm = normalize_answer(pred)
-    if not norm:
-        return RuleDecision(0.0, "empty answer")
-    m = _LETTER_ONLY.match(norm)
-    if m and m.group(1).upper() in letters:
-        letter = m.group(1).upper()
-        return RuleDecision(1.0 if letter == correct else 0.0, "option letter")
-    by_text = [k for k, v in letters.items() if v == norm]
-    if len(by_text) == 1:
-        return RuleDecision(1.0 if by_text[0] == correct else 0.0, "option text")
-    m = _LETTER_AND_TEXT.match(pred.strip().strip("*").strip())
-    if m and m.group(1).upper() in letters:
-        letter = m.group(1).upper()
-        if normalize_answer(m.group(2)) == letters[letter]:
-            return RuleDecision(1.0 if letter == correct else 0.0, "option letter and text")
-    return None
-
-
-def decide_exact(prediction: str, reference: str, answer_type: str) -> RuleDecision | None:
-    """Free-form answers: an exact (normalised) match scores 1; for yes/no questions the opposite word
-    scores 0. Everything else goes to the judge.
-
-    >>> decide_exact("Yes.", "yes", "closed").score, decide_exact("no", "Yes", "closed").score
-    (1.0, 0.0)
-    >>> decide_exact("hepatic", "liver", "open") is None
-    True
-    """
-    pred, ref = normalize_answer(prediction), normalize_answer(reference)
-    if not pred:
-        return RuleDecision(0.0, "empty answer")
-    if pred == ref:
-        return RuleDecision(1.0, "exact match")
-    if ref in _YES_NO and pred in _YES_NO:
-        return RuleDecision(0.0, "opposite yes/no")
-    return None
-
-
-__all__ = ["DEFAULT_ROUNDS", "EvalBinaryPrompt", "EvalRubricPrompt", "RuleDecision", "decide_exact",
-           "decide_mcq", "eval_prompt", "normalize_answer", "parse_binary_verdict", "parse_rubric_verdict"]
+__all__ = ["DEFAULT_ROUNDS", "EvalBinaryPrompt", "EvalRubricPrompt", "PaperBinaryPrompt", "PaperRubricPrompt",
+           "eval_prompt", "paper_prompt", "parse_binary_verdict", "parse_paper_reply", "parse_rubric_verdict"]

@@ -1,8 +1,9 @@
 """Human-readable reports of an eval run: ``report.md``, ``report.html`` and ``accuracy.png``.
 
+The reports open with their warnings (a weak judge, a ``--limit`` run, tasks under the coverage threshold).
 The chart shows per-task accuracy bars with their 95% bootstrap CI as error bars. Tables give per-task
-accuracy, counts (exact vs judged, failures, unparseable, pending) and the breakdowns by answer type and by
-modality. Reports print accuracies as percentages with one decimal; results.json keeps 0-1 fractions.
+coverage (scored / n), accuracy, counts (exact vs judged, bad input, failures, unparseable, pending, answers
+the injection guard flagged) and the breakdowns by answer type and by modality. Reports print accuracies as percentages with one decimal; results.json keeps 0-1 fractions.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHART_FILE = "accuracy.png"
-NOTE = ("Accuracies are percentages of the scored samples; failed, unparseable and pending samples are counted "
-        "apart and left out of accuracy.")
+NOTE = ("Accuracies are percentages of the scored samples. Coverage is scored / n; bad input (rows that cannot "
+        "be asked), failed (generator or judge errors), unparseable and pending samples are counted apart and "
+        "left out of accuracy. Overall averages only the tasks whose coverage reaches the threshold.")
 
 
 def pct(x: float | None) -> str:
@@ -33,16 +35,32 @@ def task_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, t in results["tasks"].items():
         c = t["counts"]
-        rows.append([name, t.get("kind") or "-", str(t["n"]), str(t["n_scored"]), pct(t["accuracy"]), _ci(t),
-                     str(c.get("exact", 0)), str(c.get("judged", 0)),
-                     str(c.get("bad_input", 0) + c.get("generation_failed", 0) + c.get("judge_failed", 0)),
-                     str(c.get("unparseable", 0)), str(c.get("pending", 0))])
+        cov = t.get("coverage") or {"rate": t["n_scored"] / t["n"] if t["n"] else 0.0, "below_threshold": False}
+        mark = " (!)" if cov.get("below_threshold") else ""
+        rows.append([name, t.get("kind") or "-", f"{t['n_scored']}/{t['n']}", f"{100 * cov['rate']:.0f}{mark}",
+                     pct(t["accuracy"]), _ci(t), str(c.get("exact", 0)), str(c.get("judged", 0)),
+                     str(c.get("bad_input", 0)), str(c.get("generation_failed", 0) + c.get("judge_failed", 0)),
+                     str(c.get("unparseable", 0)), str(c.get("pending", 0)), str(c.get("flagged", 0))])
     return rows
 
 
-TASK_HEADER = ["task", "kind", "n", "scored", "accuracy %", "95% CI", "exact", "judged", "failed", "unparseable",
-               "pending"]
+TASK_HEADER = ["task", "kind", "scored/n", "coverage %", "accuracy %", "95% CI", "exact", "judged", "bad input",
+               "failed", "unparseable", "pending", "guard flagged"]
 
+
+def warning_lines(results: dict[str, Any]) -> list[str]:
+    """What a reader must see before any number: a weak judge, a --limit run, tasks under the threshold."""
+    out = []
+    judge = results.get("judge") or {}
+    if judge.get("weak") or "smollm" in str(judge.get("model") or "").lower():
+        out.append(f"the judge {judge.get('model')} is the bundled SmolLM2-135M: a weak judge that exercises the "
+                   "code path (it marks many wrong answers correct); these accuracies say little about the model. "
+                   "Use a served judge such as Qwen/Qwen3-14B for real numbers.")
+    if results.get("limit"):
+        out.append(f"--limit {results['limit']}: only the first {results['limit']} samples of each task were "
+                   "evaluated (a smoke test, not a benchmark score).")
+    out += list(results.get("warnings") or [])
+    return out
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -59,9 +77,18 @@ def breakdown_rows(results: dict[str, Any], key: str) -> list[list[str]]:
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[str]]:
-    return [["overall (mean over tasks)", pct(results.get("overall"))],
-            ["text tasks mean", pct(results.get("text_mean"))],
-            ["vision tasks mean", pct(results.get("vision_mean"))]]
+    ci = results.get("overall_ci95")
+    n_in = len(results.get("overall_tasks") or [])
+    left = results.get("overall_excluded") or {}
+    note = f"{n_in} task(s)" + (f"; left out (coverage under {pct(results.get('coverage_threshold'))}%): "
+                                f"{', '.join(left)}" if left else "")
+    return [["overall (mean over tasks)", pct(results.get("overall")),
+             f"{pct(ci[0])}-{pct(ci[1])}" if ci else "-", note],
+            ["text tasks mean", pct(results.get("text_mean")), "", ""],
+            ["vision tasks mean", pct(results.get("vision_mean")), "", ""]]
+
+
+SUMMARY_HEADER = ["mean", "accuracy %", "95% CI", "tasks"]
 
 
 def plot_accuracy(results: dict[str, Any], path: str | Path) -> Path | None:
@@ -108,24 +135,35 @@ def _header_lines(results: dict[str, Any]) -> list[tuple[str, str]]:
     judge = results.get("judge") or {}
     gen = results.get("generation") or {}
     prompt = gen.get("prompt") or {}
-    judge_text = judge.get("model") or "none"
+    judge_text = judge.get("model") or "none (rule decisions only)"
     if judge.get("model"):
-        judge_text += f", {judge.get('rounds')} round(s), prompts {', '.join((judge.get('prompts') or {}).values())}"
+        judge_text += (f", {judge.get('rounds')} round(s), prompts {', '.join((judge.get('prompts') or {}).values())}"
+                       f", guard {judge.get('guard', 'report')}")
+        if judge.get("weak"):
+            judge_text += " (WEAK: the bundled 135M judge)"
+    limit = results.get("limit")
     return [
         ("model", f"{model.get('name', '-')} ({model.get('backend', '-')})"),
         ("judge", judge_text),
+        ("protocol", results.get("protocol") or "default"),
+        ("samples", f"{results.get('n_scored', '-')} scored of {results.get('n_samples', '-')}"
+                    + (f" (--limit {limit} per task)" if limit else " (no --limit)")),
         ("generation", (f"max {gen.get('max_new_tokens', '-')} new tokens, temperature "
                         f"{gen.get('temperature', '-')}, prompt {prompt.get('version', '-')}")),
         ("CI", (f"95% percentile bootstrap, {results['config']['bootstrap_resamples']} resamples, "
                 f"seed {results['config']['seed']}")),
+        ("coverage threshold", f"{pct(results.get('coverage_threshold'))}% of a task's samples scored"),
     ]
 
 
 def render_markdown(results: dict[str, Any], chart: str | None = CHART_FILE) -> str:
     parts = ["# medix-r1 eval report", ""]
+    parts += [f"> **WARNING**: {w}" for w in warning_lines(results)]
+    if warning_lines(results):
+        parts.append("")
     parts += [f"- **{k}**: {v}" for k, v in _header_lines(results)]
     parts += ["", NOTE, ""]
-    parts += ["## Summary", "", _md_table(["mean", "accuracy %"], summary_rows(results)), ""]
+    parts += ["## Summary", "", _md_table(SUMMARY_HEADER, summary_rows(results)), ""]
     if chart:
         parts += [f"![per-task accuracy with 95% CI]({chart})", ""]
     parts += ["## Tasks", "", _md_table(TASK_HEADER, task_rows(results)), ""]
@@ -144,6 +182,21 @@ def render_markdown(results: dict[str, Any], chart: str | None = CHART_FILE) -> 
     return "\n".join(parts)
 
 
+def render_console(results: dict[str, Any]) -> str:
+    """What ``eval run`` / ``eval score`` print: warnings first, the task table, the means."""
+    lines = [f"WARNING: {w}" for w in warning_lines(results)]
+    lines += [_md_table(TASK_HEADER, task_rows(results)), ""]
+    ci = results.get("overall_ci95")
+    left = results.get("overall_excluded") or {}
+    lines.append(f"overall {pct(results.get('overall'))}%"
+                 + (f" (95% CI {pct(ci[0])}-{pct(ci[1])})" if ci else "")
+                 + f"  text {pct(results.get('text_mean'))}%  vision {pct(results.get('vision_mean'))}%  "
+                 f"(unweighted means over the {len(results.get('overall_tasks') or [])} task(s) with coverage >= "
+                 f"{pct(results.get('coverage_threshold'))}%" + (f"; left out: {', '.join(left)}" if left else "")
+                 + f"; protocol {results.get('protocol') or 'default'})")
+    return "\n".join(lines)
+
+
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -156,14 +209,16 @@ def render_html(results: dict[str, Any], chart_png: Path | None) -> str:
         data = base64.b64encode(Path(chart_png).read_bytes()).decode("ascii")
         img = f'<img alt="per-task accuracy with 95% CI" src="data:image/png;base64,{data}">'
     meta = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _header_lines(results))
+    warns = "".join(f"<p class='warn'><b>WARNING</b>: {html.escape(w)}</p>" for w in warning_lines(results))
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,"
-             "th:first-child{text-align:left}th{background:#f0f0f0}img{max-width:100%}")
+             "th:first-child{text-align:left}th{background:#f0f0f0}img{max-width:100%}"
+             ".warn{background:#fff3cd;border:1px solid #e0b000;padding:6px 10px}")
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>medix-r1 eval report</title>"
-        f"<style>{style}</style></head><body><h1>medix-r1 eval report</h1><ul>{meta}</ul>"
+        f"<style>{style}</style></head><body><h1>medix-r1 eval report</h1>{warns}<ul>{meta}</ul>"
         f"<p>{html.escape(NOTE)}</p>"
-        f"<h2>Summary</h2>{_html_table(['mean', 'accuracy %'], summary_rows(results))}{img}"
+        f"<h2>Summary</h2>{_html_table(SUMMARY_HEADER, summary_rows(results))}{img}"
         f"<h2>Tasks</h2>{_html_table(TASK_HEADER, task_rows(results))}"
         f"<h2>By answer type</h2>{_html_table(['task', 'answer type', 'n', 'scored', 'accuracy %'], breakdown_rows(results, 'by_answer_type'))}"
         f"<h2>By modality</h2>{_html_table(['task', 'modality', 'n', 'scored', 'accuracy %'], breakdown_rows(results, 'by_modality'))}"
@@ -184,4 +239,5 @@ def write_reports(results: dict[str, Any], out_dir: str | Path, *, charts: bool 
     return paths
 
 
-__all__ = ["CHART_FILE", "pct", "plot_accuracy", "render_html", "render_markdown", "write_reports"]
+__all__ = ["CHART_FILE", "TASK_HEADER", "pct", "plot_accuracy", "render_console", "render_html", "render_markdown",
+           "task_rows", "warning_lines", "write_reports"]

@@ -73,12 +73,18 @@ class SourceSpec:
     hub: str | None = None
     config: str | list[str] | None = None
     split: str = "test"
+    split_aliases: list[str] = field(default_factory=list)
+    """Other names of the split in a release's own files (MedMCQA's original release calls it ``dev``)."""
     path: str | None = None
     """A local file or folder in the source's own format; it replaces the hub download."""
     files: str | None = None
     """Glob of the table files to read, e.g. ``QA_information/Open-access/*.json``: inside a local folder or
     zip, and on the hub route the repository's files (downloaded as they are, without ``datasets``' split
     detection)."""
+    local_files: str | None = None
+    """Glob of the table files of a local copy when the hub route reads other files (the paper variant of
+    PMC-VQA reads the release's copy from the hub, and ``test_2.csv`` from xmcmic's folder); a local copy it
+    does not match is read by split name."""
     image_root: str | None = None
     """Folder (relative to the data folder, or inside the image archive) that relative image paths resolve
     against."""

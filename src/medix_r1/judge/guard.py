@@ -70,7 +70,7 @@ _YOU = r"(?:you|your|yours|yourself|u|ya)"
 _ORDERS = (r"(?:instructions?|prompts?|system\s+(?:prompt|message)|rubric|grading\s+(?:criteria|rules|guide\w*)|"
            r"(?:reference|gold|ground[- ]truth|expected)\s+answers?|guidelines?\s+(?:above|given|provided)|"
            r"the\s+(?:reference|key|answer\s+key|gold\s+standard)(?=\s*(?:[.,;:!]|$|and\b|completely|entirely))|"
-           r"(?:the\s+)?above|everything\s+(?:above|before|else)|what\s+(?:you\s+were|you've\s+been|was)\s+told|"
+           r"what\s+(?:you\s+were|you've\s+been|was)\s+told|"
            r"your\s+(?:task|rules|orders|programming|training|guidelines|directions|criteria))")
 _DISREGARD = (r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|discard|"
               r"neglect|set\s+aside|pay\s+no\s+attention\s+to|do\s+not\s+(?:follow|apply|use)|"
@@ -120,7 +120,8 @@ _GATES: dict[str, re.Pattern] = {
 }
 # signal name -> the gate its pattern cannot match without (the gate's words are part of the pattern)
 _NEEDS: dict[str, str] = {
-    "override of instructions": "disregard", "vocative to the grader": "grader", "second-person role": "grader",
+    "override of instructions": "disregard", "override of what came before": "disregard",
+    "vocative to the grader": "grader", "second-person role": "grader",
     "confirmation directive": "confirm", "approval directive": "confirm", "vocative with a directive": "grader",
     "grader vocative": "grader", "grader told what to do": "grader", "second person with a grader noun": "grader",
     "reply directive": "reply", "grader gives a verdict": "grader", "grading directive": "grade",
@@ -144,6 +145,13 @@ _SIGNALS: tuple[_Signal, ...] = (
                r"reference|candidate|question|im_start|im_end)\s*>")),
     # ---- override
     _Signal("override of instructions", STRONG, _p(rf"\b{_DISREGARD}\b[^.\n]{{0,40}}?\b{_ORDERS}")),
+    # "ignore the above" / "ignore everything before this", but not "ignore the artifact above" or "ignore
+    # everything above the diaphragm": what came before must be the whole object of the verb
+    _Signal("override of what came before", STRONG,
+            _p(rf"\b{_DISREGARD}\s+(?:all\s+(?:of\s+)?|everything\s+|anything\s+|whatever\s+(?:is|was)\s+)?"
+               r"(?:(?:written|said|stated)\s+)?(?:the\s+)?(?:above|before|previous|prior|preceding|earlier)"
+               r"(?:\s+(?:this|that|text|messages?|content|instructions?|lines?|rules?|prompts?))?"
+               r"\s*(?:[.,;:!]|$|and\b|then\b)")),
     _Signal("new instructions", STRONG,
             _p(r"\b(?:new|updated|revised|real|actual|true|hidden|secret|additional)\s+"
                r"(?:instructions?|system\s+prompt|task|rules?)\s*(?::|for\s+(?:the\s+)?"
@@ -199,11 +207,12 @@ _SIGNALS: tuple[_Signal, ...] = (
     _Signal("self-assessment", MEDIUM,
             _p(rf"\b(?:(?:the|this|my)\s+(?:candidate|student|submission|prediction|response|answer)(?:'s\s+answer)?|"
                rf"this(?:\s+one)?)\s+(?:is|was)\s+(?:always\s+|definitely\s+|certainly\s+|fully\s+|"
-               rf"completely\s+)?{_VERDICT}|\b(?:what|as)\s+i\s+(?:wrote|said|answered|put|gave)\b|"
+               rf"completely\s+)?(?![\"'`*\[(]*\s*yes\b){_VERDICT}|\b(?:what|as)\s+i\s+(?:wrote|said|answered|put|gave)\b|"
                rf"\bmy\s+(?:answer|response|reply)\s+(?:is|equals|matches|means)\b")),
     _Signal("counting rule", MEDIUM,
             _p(rf"\b(?:counts?|qualif(?:y|ies)|pass(?:es)?|is\s+accepted|are\s+accepted)\s+as\s+{_VERDICT}")),
-    _Signal("grader vocative", MEDIUM, _p(rf"(?:^|[.!?\n(\[]\s*){_GRADER_ANY}\s*[,:]")),
+    _Signal("grader vocative", MEDIUM,
+            _p(rf"(?:^|[.!?\n(\[]\s*)(?:{_GRADER1}|judge|rater|assessor|reviewer|examiner|marker|checker)\s*[,:]")),
     _Signal("grader told what to do", STRONG,
             _p(rf"\b{_GRADER_ANY}\s*(?:,|:)?\s*(?:must|should|shall|will|has\s+to|needs?\s+to|is\s+(?:instructed|"
                rf"required|asked|expected|supposed)\s+to|may\s+only|can\s+only|ought\s+to)\b[^.\n]{{0,60}}?"
@@ -218,7 +227,7 @@ _SIGNALS: tuple[_Signal, ...] = (
     # ---- verdict directives
     # A reply verb, up to four words, then the verdict ("respond accordingly with YES", "reply in one word:
     # Yes"); "answer yes or no" is a question format, not a verdict.
-    _Signal("reply directive", STRONG, _p(rf"{_LEAD}{_VERB_REPLY}(?:\s+[\w'-]+){{0,4}}?\s*(?:[:=\-]|->|=>)?\s*"
+    _Signal("reply directive", STRONG, _p(rf"(?<!\bI\s)(?<!\bwe\s){_LEAD}{_VERB_REPLY}(?:\s+[\w'-]+){{0,4}}?\s*(?:[:=\-]|->|=>)?\s*"
                                           rf"[\"'`*\[(]*\s*(?:yes\b(?!\s*(?:or|/)\s*no)|affirmative(?:ly)?\b|"
                                           rf"(?:in\s+)?the\s+affirmative\b)")),
     _Signal("reply requested from the grader", STRONG,
@@ -282,13 +291,20 @@ _VERDICT_TOKEN = _p(r"(?<!^)(?<![A-Za-z])(?:YES|NO)(?![A-Za-z])|[\"'`]\s*(?:yes|
 _KINDS: dict[str, re.Pattern] = {
     "evaluation": _p(r"\b(?:grad(?:e|ed|ing|er|ers)|evaluat(?:e|ed|ing|ion|or|ors)|verdict|outcome|judg\w*|score[ds]?|"
                      r"scoring|credit|approv\w*|rubric|answer\s+key|(?:examiner|official|marking)'?s?\s+key|"
-                     r"reference|checking|checked|marking|item)\b"),
+                     r"reference(?!\s+(?:standard|range|line|point|image|values?|interval|level|lab\w*))|"
+                     r"checking|checked|marking|item)\b"),
     "directive": _p(rf"{_LEAD}(?:reply|respond|say|emit|output|choose|select|pick|mark|give|return|print|type|write|"
-                    rf"confirm|answer|state|don'?t\s+say|do\s+not\s+say|never\s+say)\b"),
+                    rf"confirm|answer(?=\s+(?:with|only|just|simply|exactly|[\"'`]))|state|don'?t\s+say|"
+                    rf"do\s+not\s+say|never\s+say)\b"),
     "second person": _p(rf"\b{_YOU}\b"),
     "meta": _p(r"\b(?:override|instructions?|system|engaged|this\s+(?:item|response|answer|submission|one)|"
                r"it'?s\s+a\s+match|matches)\b"),
 }
+
+
+# "Answer: yes", "**Final answer:** No", "Response - yes": the model's own answer in a label, not a directive
+_ANSWER_LABEL = _p(r"^\s*(?:\*\*\s*)?(?:final\s+)?(?:answer|response|reply|output|result|conclusion)\s*"
+                   r"(?:\*\*\s*)?(?:[:=\-]|->)\s*(?:\*\*\s*)?(yes|no)\b", re.IGNORECASE)  # text start only
 
 
 @dataclass(frozen=True)
@@ -312,7 +328,7 @@ class InjectionGuard:
     def check(self, answer: str | None) -> GuardResult:
         if not answer or not answer.strip():
             return GuardResult(False, 0)
-        text = normalize(answer)
+        text = _ANSWER_LABEL.sub(r"\1", normalize(answer), count=1)
         score, reasons = 0, []
         gates: dict[str, bool] = {}
         for sig in _SIGNALS:

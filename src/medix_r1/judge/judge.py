@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 
 from medix_r1.aio import gather_or_cancel
 from medix_r1.budget import DEFAULT_WINDOW, ErrorBudget
+from medix_r1.grading import guard_decision
 from medix_r1.judge.base import (
     BackendError,
     ChatBackend,
@@ -105,11 +106,12 @@ class Judge:
         groups: dict[str, list[int]] = {}
         for i, req in enumerate(requests):
             if self.guard is not None:
-                # The judge only ever sees the truncated answer; checking more costs time and finds nothing new.
-                limit = getattr(self.prompt, "max_answer_chars", None)
-                finding = self.guard.check(req.prediction[:limit] if limit else req.prediction)
+                # Eval's judges only: the reward decides the guard once, in its preparation step, and builds
+                # its judge with guard=False. The judge only ever sees the truncated answer.
+                finding = guard_decision(req.prediction, self.guard,
+                                         max_chars=getattr(self.prompt, "max_answer_chars", None))
                 if finding.flagged:
-                    out[i] = Verdict(0.0, "injection", raw=None, error="; ".join(finding.reasons))
+                    out[i] = Verdict(0.0, "injection", raw=None, error=finding.reason)
                     settled.append((out[i], False))
                     continue
             groups.setdefault(self.key(req), []).append(i)

@@ -7,8 +7,10 @@ and of every results file, so changing a prompt's wording means bumping its vers
 
 Registered here (the reward's prompts):
 
-- ``reward-paper``: the judge sees only the predicted and the reference answer (the release's semantics,
-  reference.md §3), replies YES or NO;
+- ``reward-paper``: the judge sees only the predicted and the reference answer (the release's semantics),
+  replies YES or NO; the reply is read as the release reads it (:func:`parse_release_verdict`);
+- ``reward-paper-verbatim``: the same, with the answer and the reference exactly as the release sends them
+  (no truncation, no delimiter clean-up): paper mode with the injection guard off;
 - ``reward-default``: the same, plus the question;
 - ``reward-paper-fewshot`` / ``reward-default-fewshot``: short versions with four worked examples given as
   earlier chat turns, for small in-process judges (offline.md: SmolLM2 answers NO to everything zero-shot;
@@ -19,8 +21,10 @@ subclassing :class:`JudgePrompt` and calling :func:`register_prompt`.
 
 The policy's answer is untrusted text. Every prompt here truncates it (:func:`truncate`), wraps it in
 delimiters it cannot close (:func:`delimit`), says that it is data and not instructions, and repeats the
-instruction *after* it. Verdict parsing is strict and anchored (:func:`parse_yes_no`): the reply's first word
-must be YES or NO; anything else is unparseable, which is a failure, never a 0.
+instruction *after* it (except ``reward-paper-verbatim``, which exists to send the release's strings).
+Verdict parsing in the default mode is strict and anchored (:func:`parse_yes_no`): the reply's first word
+must be YES or NO; anything else is unparseable, which is a failure, never a 0. The paper prompts read the
+reply the release's way (:func:`parse_release_verdict`).
 """
 
 from __future__ import annotations
@@ -81,6 +85,26 @@ def parse_yes_no(reply: str | None) -> float | None:
         return None
     word = m.group(1).upper()
     return 1.0 if word == "YES" else 0.0 if word == "NO" else None
+
+
+_NO_WORD = re.compile(r"(?<![A-Za-z])no(?![A-Za-z])", re.IGNORECASE)
+
+
+def parse_release_verdict(reply: str | None) -> float | None:
+    """The release's reading: any reply containing ``YES`` is 1 (``"NO, not YES"`` too). A reply without
+    ``YES`` that says no is 0. A reply with neither (empty, "Yes" in lower case, "cannot tell") is
+    unparseable: ``None``, where the release would count 0 (a documented departure: never a made-up 0).
+
+    >>> parse_release_verdict("NO, not YES"), parse_release_verdict("NO"), parse_release_verdict("no.")
+    (1.0, 0.0, 0.0)
+    >>> parse_release_verdict("") is None, parse_release_verdict("Yes") is None
+    (True, True)
+    """
+    if not reply:
+        return None
+    if "YES" in reply:
+        return 1.0
+    return 0.0 if _NO_WORD.search(reply) else None
 
 
 # --------------------------------------------------------------------------------------------- base class
@@ -194,7 +218,9 @@ class YesNoRewardPrompt(JudgePrompt):
 
     def __init__(self, name: str, version: str, *, with_question: bool, few_shot: tuple[FewShotCase, ...] = (),
                  max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
-                 max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS, description: str = ""):
+                 max_question_chars: int = DEFAULT_MAX_QUESTION_CHARS, description: str = "",
+                 release_verdict: bool = False):
+        self.release_verdict = release_verdict
         self.name = name
         self.version = version
         self.with_question = with_question
@@ -226,7 +252,18 @@ class YesNoRewardPrompt(JudgePrompt):
         return messages
 
     def parse(self, reply: str) -> float | None:
-        return parse_yes_no(reply)
+        return parse_release_verdict(reply) if self.release_verdict else parse_yes_no(reply)
+
+
+class VerbatimPaperPrompt(YesNoRewardPrompt):
+    """Answer and reference exactly as the release sends them: not truncated, not cleaned of delimiters.
+
+    Only for paper mode with the injection guard off, whose point is to reproduce the release.
+    """
+
+    def _user(self, question: str | None, reference: str, prediction: str) -> str:
+        return (f"Reference answer:\n{reference}\n\nCandidate answer:\n{prediction}\n\n"
+                "Does the candidate answer mean the same as the reference answer? Reply YES or NO.")
 
 
 class CompactYesNoPrompt(YesNoRewardPrompt):
@@ -257,21 +294,29 @@ class CompactYesNoPrompt(YesNoRewardPrompt):
 
 
 REWARD_PAPER = register_prompt(YesNoRewardPrompt(
-    "reward-paper", "1", with_question=False,
-    description="answer vs reference only (release semantics); reply YES/NO"))
+    "reward-paper", "2", with_question=False, release_verdict=True,
+    description="answer vs reference only (release semantics, any reply containing YES is 1)"))
+REWARD_PAPER_VERBATIM = register_prompt(VerbatimPaperPrompt(
+    "reward-paper-verbatim", "1", with_question=False, release_verdict=True,
+    description="the release's strings exactly (paper mode, guard off): answer and reference verbatim"))
 REWARD_DEFAULT = register_prompt(YesNoRewardPrompt(
     "reward-default", "1", with_question=True,
     description="question, reference and answer; reply YES/NO"))
 REWARD_PAPER_FEWSHOT = register_prompt(CompactYesNoPrompt(
-    "reward-paper-fewshot", "1", with_question=False, few_shot=REWARD_FEW_SHOT,
+    "reward-paper-fewshot", "2", with_question=False, few_shot=REWARD_FEW_SHOT, release_verdict=True,
     description="short answer-vs-reference prompt with 4 worked examples (for small local judges)"))
 REWARD_DEFAULT_FEWSHOT = register_prompt(CompactYesNoPrompt(
     "reward-default-fewshot", "1", with_question=True, few_shot=REWARD_FEW_SHOT,
     description="short prompt with the question and 4 worked examples (for small local judges)"))
 
 
-def reward_prompt_for(mode: str, *, few_shot: bool = False) -> JudgePrompt:
-    """The reward's judge prompt for a mode (``paper`` hides the question) and judge size."""
+def reward_prompt_for(mode: str, *, few_shot: bool = False, guard: bool = True) -> JudgePrompt:
+    """The reward's judge prompt for a mode (``paper`` hides the question), judge size and guard.
+
+    Paper mode with the guard off and no few-shot examples sends the release's strings verbatim.
+    """
+    if mode == "paper" and not guard and not few_shot:
+        return JUDGE_PROMPTS.get("reward-paper-verbatim")
     base = "reward-paper" if mode == "paper" else "reward-default"
     return JUDGE_PROMPTS.get(base + ("-fewshot" if few_shot else ""))
 
@@ -283,9 +328,11 @@ __all__ = [
     "CompactYesNoPrompt",
     "FewShotCase",
     "JudgePrompt",
+    "VerbatimPaperPrompt",
     "YesNoRewardPrompt",
     "delimit",
     "get_prompt",
+    "parse_release_verdict",
     "parse_yes_no",
     "register_prompt",
     "reward_prompt_for",

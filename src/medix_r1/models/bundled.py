@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medix_r1.errors import UsageError
-from medix_r1.models._build import build_once, is_complete
+from medix_r1.models._build import build_once, is_complete, save_model
 from medix_r1.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _build_smollm2(out: Path) -> dict:
     model.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
     model.generation_config.eos_token_id = model.config.eos_token_id
     model.generation_config.pad_token_id = model.config.pad_token_id
-    model.save_pretrained(str(out), safe_serialization=True)
+    save_model(model, out)
     _smollm2_tokenizer_from_gguf().save_pretrained(str(out))
     (out / "README.md").write_text(_SMOLLM2_CARD.format(gguf=gguf.name))
     return {"source": str(gguf), "params": sum(p.numel() for p in model.parameters())}
@@ -218,7 +218,7 @@ def _build_embedded(out: Path, smollm2: Path, seed: int) -> dict:
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = (lm.config.bos_token_id, lm.config.eos_token_id,
                                                              lm.config.pad_token_id)
     model.config._name_or_path = "medix-r1/embedded-smolvlm-smollm2-135m"
-    model.save_pretrained(str(out), safe_serialization=True)
+    save_model(model, out)
     processor.save_pretrained(str(out))
     (out / "README.md").write_text(_EMBEDDED_CARD.format(seed=seed, tokens=EMBEDDED_IMAGE_SEQ_LEN))
     n_vision = sum(p.numel() for n, p in model.named_parameters() if "text_model" not in n and "lm_head" not in n)

@@ -162,6 +162,45 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _zero3_enabled() -> bool:
+    try:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+    except ImportError:
+        return False
+    return bool(is_deepspeed_zero3_enabled())
+
+
+def _device_map(device: str | None) -> str | None:
+    """The ``device_map`` for ``from_pretrained``: none under DeepSpeed ZeRO-3, ``device`` (or the default) else.
+
+    Under ZeRO-3 ``from_pretrained`` partitions each weight over the processes as it loads
+    (``deepspeed.zero.Init``), and transformers refuses any ``device_map`` there, even ``"cpu"``.
+    """
+    if _zero3_enabled():
+        if device not in (None, "cpu"):
+            logger.info("DeepSpeed ZeRO-3 is on: ignoring device=%r, DeepSpeed places the weight shards", device)
+        return None
+    return device or _default_device()
+
+
+def _weights_error(name: str, source: str, loader: str, err: BaseException) -> PolicyNotFoundError:
+    """Explain a failed weight load; the .bin hint only when the folder really lacks safetensors."""
+    first = _first_line(err)
+    folder = Path(source)
+    has_bin = folder.is_dir() and any(folder.glob("*.bin"))
+    has_safetensors = folder.is_dir() and any(folder.glob("*.safetensors"))
+    if has_bin and not has_safetensors:
+        fix = ("medix-r1 loads safetensors only and this folder holds .bin weights: convert them once with "
+               "from_pretrained(..., use_safetensors=False) then save_pretrained(..., safe_serialization=True).")
+    elif "device_map" in first:
+        fix = ("This is a placement conflict, not a problem with the weights: load_policy passes no device_map "
+               "under DeepSpeed ZeRO-3; make sure the trainer arguments (GRPOConfig) are built before the model.")
+    else:
+        fix = "Check that the folder (or hub snapshot) holds the complete model: config.json and its *.safetensors."
+    return PolicyNotFoundError(f"cannot load the weights of policy {name!r} from {source} with {loader}: "
+                               f"{first}. {fix}")
+
+
 def _prepare_tokenizer(tok: Any) -> Any:
     # Decoder-only generation pads on the left; a model without a pad token reuses its EOS.
     tok.padding_side = "left"
@@ -176,8 +215,9 @@ def load_policy(name_or_path: str | os.PathLike, *, trust_remote_code: bool = Fa
     ``tiny-qwen3-vl``, ...), local folder, or hub id.
 
     ``dtype`` is ``"auto"`` (the checkpoint's dtype), a name like ``"bfloat16"``, or a ``torch.dtype``.
-    ``device`` defaults to CUDA when available, else CPU; for multi-GPU / DeepSpeed training pass
-    ``device="cpu"`` and let the trainer place the model. ``trust_remote_code`` stays off unless the model
+    ``device`` defaults to CUDA when available, else CPU; for FSDP training pass ``device="cpu"`` and let the
+    trainer shard and place the model (:func:`medix_r1.train.model_setup.policy_device` decides). Under
+    DeepSpeed ZeRO-3 (the trainer arguments built first) ``device`` is ignored: the weights load partitioned. ``trust_remote_code`` stays off unless the model
     needs custom code and you trust its source.
     """
     name = os.fspath(name_or_path)
@@ -193,14 +233,12 @@ def load_policy(name_or_path: str | os.PathLike, *, trust_remote_code: bool = Fa
 
     auto = AutoModelForImageTextToText if is_vlm else AutoModelForCausalLM
     try:
-        # device_map puts the weights straight on the device (no full CPU copy of a large model first).
+        # device_map puts the weights straight on the device (no full CPU copy of a large model first);
+        # under ZeRO-3 there is none (see _device_map).
         model = auto.from_pretrained(source, config=config, dtype=torch_dtype, use_safetensors=True,
-                                     trust_remote_code=trust_remote_code, device_map=device or _default_device())
+                                     trust_remote_code=trust_remote_code, device_map=_device_map(device))
     except (OSError, ValueError) as err:
-        raise PolicyNotFoundError(
-            f"cannot load the weights of policy {name!r} from {source} with {auto.__name__}: "
-            f"{_first_line(err)}. medix-r1 loads safetensors only; convert .bin weights with "
-            "save_pretrained().") from err
+        raise _weights_error(name, source, auto.__name__, err) from err
     model.eval()
     if is_vlm:
         from medix_r1.models.processors import load_processor

@@ -130,3 +130,41 @@ def load_processor(source: str | Path, config: Any, *, trust_remote_code: bool =
         f"{source}: AutoProcessor returned a {type(processor).__name__}, not a multimodal processor. "
         "The folder's processor_config.json / preprocessor_config.json is missing or names an unknown "
         "processor class; re-save the policy with medix_r1.models.save_policy.")
+
+
+def uses_pixel_area_bounds(image_processor: Any) -> bool:
+    """True for the Qwen2-VL family's image processors (Qwen2-VL, Qwen2.5-VL, Qwen3-VL), whose
+    ``size["shortest_edge"]`` / ``size["longest_edge"]`` are pixel AREAS (min / max pixels). Every other
+    image processor (Idefics3, SmolVLM, LLaVA ...) means edge LENGTHS in pixels by the same keys."""
+    return any(".qwen2_vl." in (cls.__module__ or "") for cls in type(image_processor).__mro__)
+
+
+def apply_pixel_bounds(processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Give a Qwen-VL image processor the recipe's image-area bounds (``model.min_pixels`` / ``max_pixels``).
+
+    Other processors are left as they are: their ``size`` holds edge lengths, and writing an area there
+    (262,144 for 512 x 512) would make them resize to absurd sizes. Their images are still kept within the
+    bounds by the training dataset, which resizes each image before the processor sees it."""
+    ip = getattr(processor, "image_processor", None)
+    if ip is None or not uses_pixel_area_bounds(ip):
+        return
+    if min_pixels is not None and hasattr(ip, "min_pixels"):
+        ip.min_pixels = min_pixels
+    if max_pixels is not None and hasattr(ip, "max_pixels"):
+        ip.max_pixels = max_pixels
+    size = getattr(ip, "size", None)
+    if isinstance(size, dict):  # transformers 4.x and saved configs: a plain dict
+        new = dict(size)
+        if min_pixels is not None:
+            new["shortest_edge"] = min_pixels
+        if max_pixels is not None:
+            new["longest_edge"] = max_pixels
+        try:
+            ip.size = new
+        except Exception:  # noqa: BLE001 - some processors freeze their size; the dataset bounds still apply
+            logger.debug("could not set %s.size", type(ip).__name__)
+    elif hasattr(size, "shortest_edge") and hasattr(size, "longest_edge"):  # transformers 5: a SizeDict
+        if min_pixels is not None:
+            size.shortest_edge = min_pixels
+        if max_pixels is not None:
+            size.longest_edge = max_pixels

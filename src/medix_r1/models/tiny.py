@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from medix_r1.models._build import build_once
+from medix_r1.models._build import build_once, save_model
 from medix_r1.paths import cache_dir
 from medix_r1.registry import UnknownNameError, unknown_name_message
 
@@ -141,7 +141,7 @@ def _build(out: Path, arch: str, seed: int) -> dict:
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
     model.config._name_or_path = f"medix-r1/tiny-{arch}"
-    model.save_pretrained(str(out), safe_serialization=True)
+    save_model(model, out)
     processor.save_pretrained(str(out))
     return {"arch": arch, "seed": seed, "params": sum(p.numel() for p in model.parameters())}
 

@@ -1,7 +1,7 @@
 """The MediX training template: how a :class:`~medix_r1.data.schema.Sample` becomes chat messages.
 
 One user turn (no system prompt by default) carries the instruction, ``Question:``, the image(s) and the
-question text (reference.md §2). Images are ``{"type": "image"}`` placeholders in the message content, in
+question text (docs/background.md §2). Images are ``{"type": "image"}`` placeholders in the message content, in
 the order of ``sample.images``; the caller passes the decoded images beside the messages (TRL's ``image`` /
 ``images`` column, or the processor).
 
@@ -39,7 +39,7 @@ class FewShotExample:
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """A versioned training/eval prompt. All wording is configurable; defaults follow reference.md §2."""
+    """A versioned training/eval prompt. All wording is configurable; defaults follow docs/background.md §2."""
 
     name: str = "medix"
     version: str = "medix-v1"
@@ -110,7 +110,7 @@ class PromptTemplate:
         return replace(self, **kwargs)
 
 
-# Worked examples for small demo policies (offline.md: a 135M model never produces the format from the
+# Worked examples for small demo policies (docs/background.md §9: a 135M model never produces the format from the
 # instruction alone, but copies three worked examples). Their modality tags are deliberately ones the
 # bundled data never uses, so the policy cannot score the modality reward by repeating an example's tag.
 DEMO_FEW_SHOT: tuple[FewShotExample, ...] = (

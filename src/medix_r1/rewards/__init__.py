@@ -23,6 +23,7 @@ from medix_r1.rewards.suite import (
     build_reward_functions,
     score_completions,
 )
+from medix_r1.rewards.total import composite_total
 
 __all__ = [
     "BUNDLED_EMBEDDING",
@@ -42,6 +43,7 @@ __all__ = [
     "closed_polarity",
     "completion_text",
     "completion_texts",
+    "composite_total",
     "laterality_conflict",
     "load_embedding_model",
     "prepare",

@@ -51,7 +51,9 @@ class JudgeConfig:
     concurrency: int = 64
     api_key_env: str = DEFAULT_API_KEY_ENV
     prompt: str | None = None
-    """Judge prompt name; ``None`` picks by mode (and a few-shot variant for small local judges)."""
+    """Judge prompt name; ``None`` picks by mode, few-shot setting and guard."""
+    few_shot: bool | None = None
+    """Use the short prompt with worked examples; ``None``: only for judges that prefer it (the local one)."""
     max_error_rate: float | None = 0.1
     """Stop with a clear error when more than this share of the last ``error_window`` judge model calls
     failed (``None``: never stop). Cache hits, duplicates and guarded answers are not calls."""

@@ -36,6 +36,7 @@ from medix_r1.rewards.checks import Prepared, format_score, modality_score, prep
 from medix_r1.rewards.config import COMPONENTS, RewardConfig
 from medix_r1.rewards.embedding import Embedder
 from medix_r1.rewards.inputs import RowReference, completion_texts, row_references
+from medix_r1.rewards.total import composite_total
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,40 @@ class RewardStats:
         with self._lock:
             self.shortcuts.update(p.shortcut_reason for p in prepared if p.shortcut_reason)
 
+    def counts(self, reset: bool = False) -> dict[str, float]:
+        """Plain counts and sums since the last reset (no rates), so several processes' counts can be added:
+        ``reward/<c>/n``, ``.../none``, ``.../sum``, ``judge/<counter>``, ``reward/shortcut/<reason>``,
+        ``time/reward_*_s``. The training loop sums them over processes before it derives any rate."""
+        with self._lock:
+            out: dict[str, float] = {}
+            for c, r in self.components.items():
+                if r.n or r.none:
+                    out.update({f"reward/{c}/n": r.n, f"reward/{c}/none": r.none, f"reward/{c}/sum": r.total})
+            j = self.judge
+            if j.requests:
+                out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
+                            "judge/model_failures": j.model_failures, "judge/cache_hits": j.cache_hits,
+                            "judge/deduplicated": j.deduplicated,
+                            "judge/unparseable": j.by_status.get("unparseable", 0),
+                            "judge/timeouts": j.by_status.get("timeout", 0),
+                            "judge/errors": j.by_status.get("error", 0),
+                            "judge/latency_total_s": j.latency_total_s})
+            for k, n in self.shortcuts.items():
+                out[f"reward/shortcut/{k}"] = n
+            # the guard's flags are decided in preparation (counted once, as a shortcut), never by the judge
+            out["judge/injections"] = self.shortcuts.get("injection", 0)
+            out["time/reward_embed_s"] = self.embed_seconds
+            out["time/reward_judge_s"] = self.judge_seconds
+            if reset:
+                self._reset()
+            return out
+
+    def _reset(self) -> None:
+        self.components = {c: _Running() for c in COMPONENTS}
+        self.judge = JudgeStats()
+        self.shortcuts = Counter()
+        self.embed_seconds = self.judge_seconds = 0.0
+
     def snapshot(self, reset: bool = False) -> dict[str, float]:
         """Flat metrics since the last reset: ``reward/<component>/mean``, ``.../none_frac``,
         ``judge/error_rate``, ``judge/cache_hit_rate``, ``judge/mean_latency_s``, ``judge/injections``,
@@ -100,10 +135,7 @@ class RewardStats:
             out["time/reward_embed_s"] = self.embed_seconds
             out["time/reward_judge_s"] = self.judge_seconds
             if reset:
-                self.components = {c: _Running() for c in COMPONENTS}
-                self.judge = JudgeStats()
-                self.shortcuts = Counter()
-                self.embed_seconds = self.judge_seconds = 0.0
+                self._reset()
             return out
 
 
@@ -118,6 +150,7 @@ class RewardSuite:
         self.stats = RewardStats()
         self._build_lock = threading.Lock()
         self._prep_lock = threading.Lock()
+        self._embed_lock = threading.Lock()
         self._last_prepared: tuple | None = None
 
     # ----------------------------------------------------------------------------------------- parts
@@ -182,8 +215,9 @@ class RewardSuite:
                 todo.append(i)
         if todo:
             t0 = time.perf_counter()
-            sims = self.embedder.similarity([prepared[i].answer for i in todo],
-                                            [prepared[i].reference for i in todo])
+            with self._embed_lock:  # one encoder, possibly called from several worker threads
+                sims = self.embedder.similarity([prepared[i].answer for i in todo],
+                                                [prepared[i].reference for i in todo])
             with self.stats._lock:
                 self.stats.embed_seconds += time.perf_counter() - t0
             for i, s in zip(todo, sims):
@@ -277,8 +311,8 @@ class RewardSuite:
                           details: bool = False) -> list[dict]:
         """Score dict rows (``completion`` plus reference columns); one reward dict per row, in order.
 
-        Each dict has every component (``None`` when not requested or not decided) and ``total`` (the
-        weighted sum, only when all four components have a value). With ``details``, a ``details`` entry
+        Each dict has every component (``None`` when not requested or not decided) and ``total``
+        (:func:`medix_r1.rewards.total.composite_total` over the requested components). With ``details``, a ``details`` entry
         adds the answer as compared, the shortcut, the judge status and raw reply, and the similarity.
         """
         comps = self.config.components
@@ -308,8 +342,7 @@ class RewardSuite:
         w = self.config.weights
         for i, p in enumerate(prepared):
             r = {c: result[c][i] for c in ("format", "modality", "accuracy_llm", "accuracy_embed")}
-            r["total"] = (sum(w[c] * r[c] for c in COMPONENTS)
-                          if all(r[c] is not None for c in COMPONENTS) else None)
+            r["total"] = composite_total(r, w, comps)
             if details:
                 v = verdicts[i]
                 r["details"] = {"answer": p.answer, "reference": p.reference, "shortcut": p.shortcut_reason,
@@ -334,8 +367,9 @@ def build_judge(config: RewardConfig):
     jc = config.judge
     backend = make_backend(jc.backend, url=jc.url, model=jc.model, timeout=jc.timeout,
                            concurrency=jc.concurrency, max_retries=jc.max_retries, api_key_env=jc.api_key_env)
+    few_shot = jc.few_shot if jc.few_shot is not None else getattr(backend, "prefers_few_shot", False)
     prompt = get_prompt(jc.prompt) if jc.prompt else reward_prompt_for(
-        config.mode, few_shot=getattr(backend, "prefers_few_shot", False))
+        config.mode, few_shot=few_shot, guard=bool(config.injection_guard))
     cache = VerdictCache(jc.cache_path) if jc.cache else None
     # guard=False: the reward's guard runs once, in preparation (RewardSuite._prepare), not in the judge
     return Judge(backend, prompt, cache=cache, guard=False, max_error_rate=jc.max_error_rate,

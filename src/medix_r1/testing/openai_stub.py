@@ -103,7 +103,8 @@ class StubChatServer:
 
     def __init__(self, reply: str | ReplyFn | None = None, *, latency: float | Callable = 0.0,
                  capacity: int | None = None, faults: Iterable[StubFault | None] = (),
-                 model: str = "stub-judge", host: str = "127.0.0.1", port: int = 0, record: bool = True):
+                 model: str = "stub-judge", host: str = "127.0.0.1", port: int = 0, record: bool = True,
+                 list_models: bool = True):
         self.reply = reply if reply is not None else "YES"
         self.latency = latency
         self.capacity = capacity
@@ -111,6 +112,8 @@ class StubChatServer:
         self.host = host
         self.port = port
         self.record = record
+        self.list_models = list_models
+        """False: ``/v1/models`` lists nothing, as a server that loads models on demand does."""
         self.fault: StubFault | None = None
         self._faults: deque[StubFault | None] = deque(faults)
         self.requests: list[dict] = []
@@ -233,7 +236,7 @@ class StubChatServer:
     async def _route(self, method: str, path: str, body: bytes) -> tuple[int, str] | None:
         if method == "GET" and path.rstrip("/").endswith("/models"):
             return 200, json.dumps({"object": "list", "data": [
-                {"id": self.model, "object": "model", "owned_by": "medix-r1-stub"}]})
+                {"id": self.model, "object": "model", "owned_by": "medix-r1-stub"}] if self.list_models else []})
         if method == "POST" and path.rstrip("/").endswith("/chat/completions"):
             try:
                 req = json.loads(body or b"{}")

@@ -1,7 +1,8 @@
 """What the user sees during training: console progress, ``metrics.jsonl``, a reward plot, sample completions.
 
 - :func:`canonical_metrics` renames TRL's log keys to the project's names: the reward components are
-  ``format``, ``modality``, ``accuracy_llm``, ``accuracy_embed``; plus ``reward``, ``judge_error_rate``,
+  ``format``, ``modality``, ``accuracy_llm``, ``accuracy_embed``; plus ``reward``, ``judge_requests`` (judge
+  model calls of the step, summed over processes), ``judge_error_rate``,
   ``judge_cache_hit_rate``, ``judge_latency_s``, ``frac_groups_dropped``, ``completion_length``, ``kl``,
   ``clip_ratio``. TRL's original keys are kept beside them.
 - :class:`MetricsJsonlCallback` appends one JSON row per logged training step to ``OUTPUT_DIR/metrics.jsonl``
@@ -39,6 +40,7 @@ _RENAMES = {
     "entropy": "entropy",
     "frac_reward_zero_std": "frac_reward_zero_std",
     "dynamic_sampling/frac_groups_dropped": "frac_groups_dropped",
+    "judge/model_calls": "judge_requests",
     "judge/error_rate": "judge_error_rate",
     "judge/cache_hit_rate": "judge_cache_hit_rate",
     "judge/mean_latency_s": "judge_latency_s",

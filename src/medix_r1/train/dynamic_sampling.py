@@ -3,7 +3,8 @@
 A group (the ``num_generations`` completions of one prompt) whose rewards are all equal has zero advantage
 everywhere, so it adds no policy gradient; a group that is (almost) always right or always wrong carries
 almost none. DAPO drops such groups and refills the batch with fresh prompts, so every update sees groups
-that discriminate. Here a group is dropped when its mean total reward is ``<= min_mean`` or ``>= max_mean``
+that discriminate. Here a group is dropped when its mean total reward (the weighted mean of the components
+that apply, :func:`medix_r1.rewards.total.composite_total`) is ``<= min_mean`` or ``>= max_mean``
 (0.01 / 0.99 as in reference.md §4), or when all its rewards are equal (``drop_equal``).
 
 Where it hooks into TRL (no fork): :class:`DynamicSamplingMixin` overrides
@@ -22,8 +23,10 @@ If the batch is still not full after ``max_tries`` rounds, ``on_exhausted="fill"
 groups (they have little or no advantage, so they barely move the policy; a warning is logged) and
 ``on_exhausted="error"`` raises :class:`DynamicSamplingExhausted`.
 
-Logged metrics: ``dynamic_sampling/frac_groups_dropped`` (dropped / generated groups, all rounds),
-``dynamic_sampling/rounds`` and ``dynamic_sampling/groups_filled_with_dropped``. TRL's reward metrics cover
+Logged metrics, summed over every process since the previous log: ``dynamic_sampling/groups_seen``,
+``dynamic_sampling/groups_dropped``, ``dynamic_sampling/groups_filled_with_dropped``, and their ratio
+``dynamic_sampling/frac_groups_dropped`` (dropped / generated groups, all rounds); plus
+``dynamic_sampling/rounds`` (the same on every process). TRL's reward metrics cover
 every generated group, dropped ones included (what the policy actually produced).
 
 Limits (documented, checked at start): the training set must be map-style (not streaming); each process's
@@ -45,6 +48,7 @@ from typing import Any
 import torch
 
 from medix_r1.errors import UsageError
+from medix_r1.train.rewards import count_into
 
 log = logging.getLogger(__name__)
 
@@ -227,13 +231,22 @@ class DynamicSamplingMixin:
                            self.num_generations)
 
     def _local_total_rewards(self, n_local: int) -> torch.Tensor:
-        """The weighted total reward of this process's completions from the last scoring round."""
-        rewards = self._medix_last_rewards
-        weights = self.reward_weights.to(rewards.device).unsqueeze(0)
-        total = (rewards * weights).nansum(dim=1)
-        total[torch.isnan(rewards).all(dim=1)] = torch.nan
+        """The total reward (:func:`medix_r1.rewards.total.composite_total`: the weighted mean of the components
+        that apply) of this process's completions from the last scoring round, so that ``min_mean`` /
+        ``max_mean`` mean the same for text-only and image rows and under any weights. ``NaN`` where the
+        total has no value (e.g. the judge failed on every completion of the group)."""
+        from medix_r1.rewards.total import composite_total
+
+        rewards = self._medix_last_rewards.detach().float().cpu()
         start = self.accelerator.process_index * n_local
-        return total[start:start + n_local].cpu()
+        names = list(getattr(self, "reward_func_names", None) or [f"reward_{i}" for i in range(rewards.shape[1])])
+        weights = dict(zip(names, self.reward_weights.tolist(), strict=True))
+        totals = []
+        for row in rewards[start:start + n_local].tolist():
+            scores = {n: None if math.isnan(v) else v for n, v in zip(names, row, strict=True)}
+            t = composite_total(scores, weights, names)
+            totals.append(math.nan if t is None else t)
+        return torch.tensor(totals)
 
     def _refill_batches(self) -> Iterator[list[dict]]:
         """Endless fresh generation batches: a seeded shuffle of the train set, one disjoint slice per process."""
@@ -322,10 +335,10 @@ class DynamicSamplingMixin:
             loss_mask = loss_mask * merged["tool_mask"]
         merged["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
 
-        counts = torch.tensor([float(seen), float(dropped)], device=self.accelerator.device)
-        seen_all, dropped_all = self.accelerator.gather(counts).view(-1, 2).sum(dim=0).tolist()
-        metrics = self._metrics["train"]
-        metrics["dynamic_sampling/frac_groups_dropped"].append(dropped_all / max(seen_all, 1.0))
-        metrics["dynamic_sampling/rounds"].append(float(rounds))
-        metrics["dynamic_sampling/groups_filled_with_dropped"].append(float(filled))
+        # Sums over processes (rounds are the same on every process); rates are derived at log time.
+        counts = torch.tensor([float(seen), float(dropped), float(filled)], device=self.accelerator.device)
+        seen_all, dropped_all, filled_all = self.accelerator.gather(counts).view(-1, 3).sum(dim=0).tolist()
+        count_into(self, {"dynamic_sampling/groups_seen": seen_all, "dynamic_sampling/groups_dropped": dropped_all,
+                          "dynamic_sampling/groups_filled_with_dropped": filled_all})
+        self._metrics["train"]["dynamic_sampling/rounds"].append(float(rounds))
         return merged

@@ -4,8 +4,9 @@
   features into the language model stays trainable (it has to adapt to the fine-tuned LM).
 - :func:`lora_config` builds the peft ``LoraConfig`` handed to TRL (TRL wraps the model); adapters go on
   the language model only unless ``model.lora.include_vision``.
-- :func:`apply_pixel_bounds` sets the processor's own image-size bounds to the recipe's, so the dataset's
-  resizing (:func:`medix_r1.train.dataset.fit_pixels`) and the processor agree.
+- :func:`apply_pixel_bounds` (defined in :mod:`medix_r1.models.processors`) sets a Qwen-VL processor's
+  image-area bounds to the recipe's, so the dataset's resizing (:func:`medix_r1.train.dataset.fit_pixels`)
+  and the processor agree.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import re
 from typing import Any
 
+from medix_r1.models.processors import apply_pixel_bounds  # noqa: F401 - moved; kept importable here
 from medix_r1.train.recipe import LoraSection
 
 log = logging.getLogger(__name__)
@@ -57,30 +59,13 @@ def lora_config(section: LoraSection) -> Any:
     )
 
 
-def apply_pixel_bounds(processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
-    """Align the image processor's size bounds (Qwen-VL style ``min_pixels``/``max_pixels``) with the recipe."""
-    ip = getattr(processor, "image_processor", None)
-    if ip is None:
-        return
-    if min_pixels is not None and hasattr(ip, "min_pixels"):
-        ip.min_pixels = min_pixels
-    if max_pixels is not None and hasattr(ip, "max_pixels"):
-        ip.max_pixels = max_pixels
-    size = getattr(ip, "size", None)
-    if isinstance(size, dict) and "shortest_edge" in size and "longest_edge" in size:
-        # Qwen-VL processors store the pixel-area bounds under these names.
-        new = dict(size)
-        if min_pixels is not None:
-            new["shortest_edge"] = min_pixels
-        if max_pixels is not None:
-            new["longest_edge"] = max_pixels
-        try:
-            ip.size = new
-        except Exception:  # noqa: BLE001 - some processors freeze their size; the dataset bounds still apply
-            log.debug("could not set %s.size", type(ip).__name__)
+def _numel(p: Any) -> int:
+    # Under DeepSpeed ZeRO-3 a parameter holds only this process's shard (numel() is 0); ds_numel is its size.
+    return int(getattr(p, "ds_numel", 0) or p.numel())
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """``(total, trainable)`` parameter counts of the whole model, also when ZeRO-3 has partitioned it."""
+    total = sum(_numel(p) for p in model.parameters())
+    trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
     return total, trainable

@@ -45,13 +45,13 @@ _MANAGED_TRAINER_FIELDS = {
     "resume_from_checkpoint": "`medix-r1 train --resume`",
 }
 
-# Paper defaults (reference.md §4): images between 512x512 and 2048x2048 pixels of area.
+# The paper's image bounds: images are resized to between 512x512 and 2048x2048 pixels of area.
 PAPER_MIN_PIXELS = 512 * 512
 PAPER_MAX_PIXELS = 2048 * 2048
 
 
 class RecipeError(UsageError, ValueError):
-    """A recipe is invalid. The message names the file, the key and how to fix it."""
+    """A recipe is invalid. The message names the file, the key and how to fix it (exit 2 on the CLI)."""
 
 
 # --------------------------------------------------------------------------------------------- schema
@@ -134,6 +134,18 @@ class AlgorithmSection:
 
 
 @dataclass
+class GlobalBatchSection:
+    """The global batch a recipe is meant to train at, summed over all processes. ``--dry-run`` prints the
+    layout for N processes and, when it differs from this, the overrides that restore it. ``null``: not
+    stated (no check)."""
+
+    completions_per_round: int | None = None
+    """Completions generated per generation round (TRL's ``generation_batch_size``)."""
+    completions_per_update: int | None = None
+    """Completions per optimizer step (per device batch x processes x gradient accumulation)."""
+
+
+@dataclass
 class Recipe:
     name: str = ""
     description: str = ""
@@ -146,8 +158,11 @@ class Recipe:
     algorithm: AlgorithmSection = field(default_factory=AlgorithmSection)
     trainer: dict[str, Any] = field(default_factory=dict)
     """Any ``trl.GRPOConfig`` field; applied over the algorithm preset."""
+    global_batch: GlobalBatchSection = field(default_factory=GlobalBatchSection)
     source: str | None = field(default=None, metadata={"internal": True})
     """The file this recipe was read from (set by :func:`load_recipe`, not a YAML key)."""
+    notes: list[str] = field(default_factory=list, metadata={"internal": True})
+    """Values read in a way the user may not expect (``1e-6`` as a number, ``no`` as ``"no"``)."""
 
     def trainer_settings(self) -> dict[str, Any]:
         """The ``GRPOConfig`` keyword arguments: preset, then the recipe's trainer section, then managed fields."""
@@ -164,6 +179,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("source", None)
+        d.pop("notes", None)
         return d
 
 
@@ -287,6 +303,22 @@ def _check_trainer_section(trainer: dict[str, Any], file: str | None) -> None:
                               + " (see https://huggingface.co/docs/trl/grpo_trainer#trl.GRPOConfig)")
 
 
+def _check_value_types(recipe: Recipe, file: str | None) -> None:
+    """``trainer`` against GRPOConfig's field types, ``reward`` against RewardConfig's, naming the key."""
+    from trl import GRPOConfig
+
+    from medix_r1.rewards import RewardConfig
+    from medix_r1.train.value_types import ValueTypeError, check_mapping
+
+    notes: list[str] = []
+    try:
+        recipe.trainer = check_mapping(GRPOConfig, recipe.trainer, "trainer", notes)
+        recipe.reward = check_mapping(RewardConfig, recipe.reward, "reward", notes)
+    except ValueTypeError as exc:
+        raise RecipeError(f"{file}: {exc}" if file else str(exc)) from None
+    recipe.notes = [f"{file}: {n}" if file else n for n in notes]
+
+
 def recipe_from_dict(raw: dict[str, Any], *, file: str | None = None) -> Recipe:
     """Validate a raw recipe mapping (what the YAML file holds) into a :class:`Recipe`."""
     if not isinstance(raw, dict):
@@ -294,6 +326,7 @@ def recipe_from_dict(raw: dict[str, Any], *, file: str | None = None) -> Recipe:
     raw = _normalise(raw)
     recipe = build_section(Recipe, raw, "", file)
     _check_trainer_section(recipe.trainer, file)
+    _check_value_types(recipe, file)
     for key in ("min_pixels", "max_pixels"):
         value = getattr(recipe.model, key)
         if value is not None and value <= 0:
@@ -372,9 +405,14 @@ def load_recipe(path: str | Path | dict[str, Any] | Recipe,
     if not file.is_file():
         raise RecipeError(f"{file}: no such recipe file (shipped recipes are under recipes/)")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RecipeError(f"{file}: not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{file}: cannot read the recipe ({exc})") from exc
+    if raw is None:
+        # An empty file would otherwise train the defaults (the demo model on the demo data) without a word.
+        raise RecipeError(f"{file}: the recipe is empty; start from a shipped one, e.g. recipes/demo/cpu.yaml")
     _reject_duplicate_keys(file)
     return recipe_from_dict(apply_overrides(raw, overrides), file=str(file))
 
@@ -405,15 +443,28 @@ def _reject_duplicate_keys(file: Path) -> None:
 
 
 def _plain(data: Any) -> Any:
-    """Plain YAML-safe types (str subclasses such as torch's version string become str)."""
+    """Plain YAML-safe types: str subclasses (torch's version string) become str, numpy and torch scalars
+    become Python numbers, anything else its text."""
     if isinstance(data, dict):
         return {str(k): _plain(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
         return [_plain(v) for v in data]
     if data is None or type(data) in (bool, int, float, str):
         return data
-    if isinstance(data, (bool, int, float)):
-        return type(data).__mro__[1](data) if type(data) not in (bool, int, float) else data
+    if isinstance(data, bool):
+        return bool(data)
+    if isinstance(data, int):  # IntEnum, ...
+        return int(data)
+    if isinstance(data, float):
+        return float(data)
+    tolist = getattr(data, "tolist", None)  # numpy scalars and arrays, torch tensors
+    if callable(tolist):
+        try:
+            listed = tolist()
+        except (TypeError, ValueError, RuntimeError):
+            listed = data
+        if listed is not data:
+            return _plain(listed)
     return str(data)
 
 

@@ -35,7 +35,6 @@ from medix_r1.train.dataset import (
     TrainingDataError,
     build_dataset,
     drop_long_prompts,
-    load_training_samples,
 )
 from medix_r1.train.recipe import Recipe, RecipeError, dump_yaml, load_recipe
 from medix_r1.train.rewards import RewardSetup, build_rewards, check_reward_config
@@ -92,17 +91,20 @@ def grpo_config_kwargs(recipe: Recipe, output_dir: Path, reward_weights: list[fl
     return kwargs
 
 
-def make_grpo_config(kwargs: dict[str, Any], *, validate_only: bool = False):
-    """Build ``GRPOConfig``; with ``validate_only`` on a machine without a GPU, device checks are skipped."""
-    from trl import GRPOConfig
+def make_grpo_config(kwargs: dict[str, Any], *, validate_only: bool = False, num_processes: int = 1):
+    """Build ``GRPOConfig``; with ``validate_only`` on a machine without a GPU, device checks are skipped and
+    the config is built as ``num_processes`` processes build it (TRL's batch rules run for that count)."""
+    from medix_r1.train.layout import grpo_config_for
 
     kw = dict(kwargs)
     if validate_only and not _accelerator_available() and not kw.get("use_cpu"):
         kw["use_cpu"] = True  # a GPU recipe is checked here, it will run elsewhere
     try:
-        return GRPOConfig(**kw)
+        return grpo_config_for(kw, num_processes if validate_only else None)
     except (ValueError, TypeError) as exc:
-        raise RecipeError(f"trainer settings rejected by trl.GRPOConfig: {exc}") from exc
+        raise RecipeError("trainer settings rejected by trl.GRPOConfig"
+                          + (f" for {num_processes} processes" if validate_only and num_processes > 1 else "")
+                          + f": {exc}") from exc
 
 
 def resolved_config(recipe: Recipe, trainer_kwargs: dict[str, Any], *, output_dir: Path,
@@ -157,87 +159,151 @@ def _last_checkpoint(output_dir: Path) -> Path | None:
 
 # --------------------------------------------------------------------------------------------- dry run
 def dry_run(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[str] | dict | None = None,
-            output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Validate everything but the models and return the resolved configuration."""
-    from medix_r1.prompts import get_template
+            output_dir: str | os.PathLike | None = None, *, num_processes: int | None = None,
+            check_images: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Validate everything but the models and return the resolved configuration.
+
+    Checked: the recipe (types included), the prompt template, the model's existence (without loading it),
+    the run folder's writability, the reward section, every data row and (``check_images``) every image, and
+    ``GRPOConfig`` as ``num_processes`` processes build it (default: :func:`default_num_processes`). The
+    result's ``layout`` holds the global batch layout and its warnings, ``checks`` what was checked."""
+    from medix_r1.train.layout import batch_layout, default_num_processes, layout_warnings
+    from medix_r1.train.preflight import (
+        check_model_source,
+        check_output_dir,
+        check_template,
+        decode_images,
+        load_data,
+    )
 
     recipe = load_recipe(recipe_or_path, overrides)
     out = resolve_output_dir(recipe, output_dir)
-    get_template(recipe.data.template)
+    check_output_dir(out)
+    check_template(recipe.data.template)
+    model_source = check_model_source(recipe.model.name_or_path)
     reward = check_reward_config(recipe.reward)
-    _, report = load_training_samples(recipe.data.train, split=recipe.data.split,
-                                      on_error=recipe.data.on_error, limit=recipe.data.limit,
-                                      image_only=recipe.data.image_only, offline_ok=True)
+    samples, report = load_data(recipe.data.train, field="data.train", split=recipe.data.split,
+                                on_error=recipe.data.on_error, limit=recipe.data.limit,
+                                image_only=recipe.data.image_only, offline_ok=True)
     data_report = dataclasses.asdict(report) if report is not None else {"source": recipe.data.train,
                                                                           "loaded": "not loaded (hub dataset "
                                                                           "unreachable offline)"}
+    decoded: int | str = "not checked (--no-check-images)"
+    if check_images:
+        decoded = (decode_images(samples, source=str(recipe.data.train), progress=progress) if report is not None
+                   else "not checked (the data is not reachable here)")
     if recipe.data.eval:
-        _, eval_report = load_training_samples(recipe.data.eval, split=recipe.data.eval_split,
-                                               on_error=recipe.data.on_error, limit=recipe.data.eval_limit,
-                                               image_only=recipe.data.image_only,
-                                               offline_ok=True)
+        eval_samples, eval_report = load_data(recipe.data.eval, field="data.eval", split=recipe.data.eval_split,
+                                              on_error=recipe.data.on_error, limit=recipe.data.eval_limit,
+                                              image_only=recipe.data.image_only, offline_ok=True)
+        if check_images and eval_report is not None:
+            n_eval = decode_images(eval_samples, source=str(recipe.data.eval), progress=progress)
+            decoded = decoded + n_eval if isinstance(decoded, int) else n_eval
         data_report = {"train": data_report,
                        "eval": dataclasses.asdict(eval_report) if eval_report else "not loaded"}
     kwargs = grpo_config_kwargs(recipe, out, reward.get("weights_list"))
-    args = make_grpo_config(kwargs, validate_only=True)
+    if num_processes is None:
+        n, n_from = default_num_processes()
+    else:
+        n, n_from = num_processes, "--num-processes"
+    args = make_grpo_config(kwargs, validate_only=True, num_processes=n)
     _check_algorithm(recipe, args)
-    return resolved_config(recipe, kwargs, output_dir=out, reward=reward, data=data_report)
+    layout = batch_layout(args, n, n_from)
+    gb = recipe.global_batch
+    layout.warnings = layout_warnings(layout, gb.completions_per_round, gb.completions_per_update, kwargs)
+    resolved = resolved_config(recipe, kwargs, output_dir=out, reward=reward, data=data_report)
+    resolved["layout"] = {**layout.to_dict(), "lines": layout.lines()}
+    resolved["checks"] = {"model": model_source, "output_dir": f"{out} (writable)",
+                          "images_decoded": decoded,
+                          "notes": list(recipe.notes)}
+    return resolved
 
 
 # --------------------------------------------------------------------------------------------- training
 def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: list[str] | dict | None = None,
                  output_dir: str | os.PathLike | None = None, resume: bool = False, *,
+                 force: bool = False,
                  reward_setup: RewardSetup | None = None,
                  extra_callbacks: list | None = None,
-                 progress: bool = True) -> RunResult:
+                 progress: bool = True,
+                 announce: Callable[[str], None] | None = None) -> RunResult:
     """Train a policy with a recipe; see the module docstring. ``reward_setup`` replaces the recipe's reward
-    (tests and benchmarks use it for scripted rewards); ``progress=False`` hides the console bar."""
+    (tests and benchmarks use it for scripted rewards); ``progress=False`` hides the console bar.
+    ``resume`` continues from the last checkpoint if the recipe's fingerprint matches the run's (``force``
+    accepts a different one); ``announce`` receives one-line status messages for the user (the CLI prints
+    them)."""
     from transformers import set_seed
 
     from medix_r1.models import load_policy
-    from medix_r1.prompts import get_template
+    from medix_r1.models.processors import apply_pixel_bounds
     from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
-    from medix_r1.train.model_setup import (
-        apply_pixel_bounds,
-        count_parameters,
-        freeze_vision_tower,
-        lora_config,
+    from medix_r1.train.launch import check_process_count, policy_device
+    from medix_r1.train.layout import batch_layout, layout_warnings
+    from medix_r1.train.model_setup import count_parameters, freeze_vision_tower, lora_config
+    from medix_r1.train.preflight import check_model_source, check_output_dir, check_template, load_data
+    from medix_r1.train.resume import (
+        ResumeLearningRate,
+        check_fingerprint,
+        quiet_tied_weights_warning,
+        recipe_fingerprint,
+        write_fingerprint,
     )
     from medix_r1.train.trainer import MedixGRPOTrainer
 
+    say = announce or (lambda message: log.info("%s", message))
     t_start = time.time()
-    # 1. recipe and run folder
+    check_process_count()
+    # 1. recipe, run folder, template and model: the checks that cost nothing come before any loading
     recipe = load_recipe(recipe_or_path, overrides)
+    for note in recipe.notes:
+        log.warning("note: %s", note)
     out = resolve_output_dir(recipe, output_dir)
+    check_output_dir(out)
     checkpoint = _last_checkpoint(out)
     if checkpoint is not None and not resume:
         raise RecipeError(f"{out} already holds checkpoints (last: {checkpoint.name}); pass --resume to continue "
                           "that run, or choose another --output-dir")
     if resume and checkpoint is None:
         log.warning("--resume: no checkpoint in %s yet, starting from the beginning", out)
-    out.mkdir(parents=True, exist_ok=True)
+    template = check_template(recipe.data.template)
+    check_model_source(recipe.model.name_or_path)
     set_seed(int(recipe.trainer.get("seed", 42)))
-    template = get_template(recipe.data.template)
 
     # 2. data (parsed and checked before any model is loaded)
-    samples, report = load_training_samples(recipe.data.train, split=recipe.data.split,
-                                            on_error=recipe.data.on_error, limit=recipe.data.limit,
-                                            image_only=recipe.data.image_only)
+    samples, report = load_data(recipe.data.train, field="data.train", split=recipe.data.split,
+                                on_error=recipe.data.on_error, limit=recipe.data.limit,
+                                image_only=recipe.data.image_only)
     eval_samples = None
     if recipe.data.eval:
-        eval_samples, _ = load_training_samples(recipe.data.eval, split=recipe.data.eval_split,
-                                                on_error=recipe.data.on_error, limit=recipe.data.eval_limit,
-                                                image_only=recipe.data.image_only)
+        eval_samples, _ = load_data(recipe.data.eval, field="data.eval", split=recipe.data.eval_split,
+                                    on_error=recipe.data.on_error, limit=recipe.data.eval_limit,
+                                    image_only=recipe.data.image_only)
 
-    # 3. rewards (the judge is checked now, not after the first generation)
-    rewards = reward_setup or build_rewards(recipe.reward)
-    rewards.check()
-
-    # 4. trainer arguments, then the model (ZeRO-3 must know its config before the weights load)
-    kwargs = grpo_config_kwargs(recipe, out, rewards.weights)
+    # 3. trainer arguments (cheap, and their errors are the user's) before the reward loads its models
+    reward_weights = reward_setup.weights if reward_setup is not None else check_reward_config(
+        recipe.reward).get("weights_list")
+    kwargs = grpo_config_kwargs(recipe, out, reward_weights)
     args = make_grpo_config(kwargs)
     _check_algorithm(recipe, args)
-    device = "cpu" if (args.fsdp or _zero3()) else str(args.device)
+    layout = batch_layout(args, args.world_size, "this launch")
+    gb = recipe.global_batch
+    for line in layout.lines():
+        log.info("%s", line)
+    for warning in layout_warnings(layout, gb.completions_per_round, gb.completions_per_update, kwargs):
+        log.warning("%s", warning)
+
+    # 4. rewards (the judge is checked now, not after the first generation)
+    rewards = reward_setup or build_rewards(recipe.reward)
+    rewards.check()
+    fingerprint = recipe_fingerprint(recipe, rewards.describe(), template)
+    if resume and checkpoint is not None:
+        check_fingerprint(out, fingerprint, force=force)
+
+    # 5. the model (ZeRO-3 must know its config before the weights load)
+    out.mkdir(parents=True, exist_ok=True)
+    if _is_main_process():
+        write_fingerprint(out, fingerprint)
+    device = policy_device(args)
     policy = load_policy(recipe.model.name_or_path, trust_remote_code=recipe.model.trust_remote_code,
                          dtype=recipe.model.dtype, device=device)
     if policy.is_vlm:
@@ -253,12 +319,16 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     resolved = resolved_config(recipe, kwargs, output_dir=out, reward=rewards.describe(),
                                data=dataclasses.asdict(report))
-    (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
+    if _is_main_process():  # side outputs come from one process
+        (out / RESOLVED_NAME).write_text(dump_yaml(resolved), encoding="utf-8")
 
     # 5. the trainer
     metrics_path = out / METRICS_NAME
     report_cb = RunReportCallback(out, metrics_path, title=f"{recipe.name} ({recipe.algorithm.preset})")
     callbacks = [MetricsJsonlCallback(metrics_path), report_cb, *(extra_callbacks or [])]
+    resume_from = checkpoint if (resume and checkpoint) else None
+    if resume_from is not None:
+        callbacks.append(ResumeLearningRate(resume_from))
     ds = recipe.algorithm.dynamic_sampling
     ds_config = (DynamicSamplingConfig(min_mean=ds.min_mean, max_mean=ds.max_mean, drop_equal=ds.drop_equal,
                                        max_tries=ds.max_tries, on_exhausted=ds.on_exhausted)
@@ -273,7 +343,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
         peft_config=peft_config,
         callbacks=callbacks,
         dynamic_sampling=ds_config,
-        metric_sources=rewards.metric_sources,
+        rewards=rewards,
     )
     _use_console_progress(trainer, enabled=progress and not args.disable_tqdm)
     report_cb.trainer = trainer
@@ -283,8 +353,11 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
              recipe.algorithm.preset, " + dynamic sampling" if ds_config else "")
 
     # 6. train
+    if resume_from is not None:
+        say(f"resuming from {resume_from.name} (step {_checkpoint_step(resume_from)}) in {out}")
     try:
-        train_out = trainer.train(resume_from_checkpoint=str(checkpoint) if (resume and checkpoint) else None)
+        with quiet_tied_weights_warning(_ties_embeddings(policy.model)):
+            train_out = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except Exception as exc:
         if _is_oom(exc):
             raise TrainingOOMError(_oom_message(recipe, exc)) from exc
@@ -295,7 +368,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     # 7. save the final policy (HF format + processor) and the report
     final = out / FINAL_NAME
     trainer.save_model(str(final))
-    report_cb.write(trainer.state.global_step, final)
+    if trainer.is_world_process_zero():
+        report_cb.write(trainer.state.global_step, final)
     runtime = float(train_out.metrics.get("train_runtime", time.time() - t_start)) if train_out else 0.0
     log.info("trained %d steps in %.1f s; run folder %s", trainer.state.global_step, runtime, out)
     return RunResult(output_dir=out, final_checkpoint=final, metrics_path=metrics_path,
@@ -314,13 +388,23 @@ def _check_algorithm(recipe: Recipe, args) -> None:
             raise RecipeError(f"{recipe.source or recipe.name}: {exc}") from exc
 
 
-def _zero3() -> bool:
-    try:
-        from transformers.integrations import is_deepspeed_zero3_enabled
+def _checkpoint_step(checkpoint: Path) -> str:
+    return checkpoint.name.rsplit("-", 1)[-1]
 
-        return bool(is_deepspeed_zero3_enabled())
-    except ImportError:
-        return False
+
+def _ties_embeddings(model) -> bool:
+    config = getattr(model, "config", None)
+    for cfg in (config, getattr(config, "text_config", None)):
+        if cfg is not None and getattr(cfg, "tie_word_embeddings", False):
+            return True
+    return False
+
+
+def _is_main_process() -> bool:
+    """True on the main process of a multi-process launch (and in a single process)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def _use_console_progress(trainer, enabled: bool) -> None:

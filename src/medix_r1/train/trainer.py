@@ -4,9 +4,16 @@ Every extension is small and overrides one documented hook; the GRPO algorithm i
 
 - DAPO dynamic sampling (:class:`~medix_r1.train.dynamic_sampling.DynamicSamplingMixin`, overriding
   ``_generate_and_score_completions`` and ``_calculate_rewards``);
-- reward/judge counters in the logs (``log``): each reward-stats provider's ``metrics()`` (judge error rate,
-  cache hit rate, latency, injections...) is merged into every logged row, so they reach the console,
-  ``metrics.jsonl`` and any ``report_to`` backend like TRL's own metrics;
+- the group rule for failed verdicts and every process counted (:class:`RewardAccountingMixin`, overriding
+  ``_calculate_rewards``, the one point where every process holds the gathered rewards of the round):
+  a completion without a verdict gets its group's mean on that component
+  (:func:`~medix_r1.train.rewards.fill_failed_verdicts`) before TRL's reward sum and advantages; the
+  reward's counts (judge calls, failures, cache hits, ``None`` counts) are summed over processes; the
+  judge's error budget is checked on those sums, so every process raises the same
+  :class:`~medix_r1.errors.BudgetExceeded` at the same round;
+- reward/judge counters in the logs (``log``): the summed counts since the previous log, and rates derived
+  from them (``judge_requests``, judge error rate, cache hit rate, latency, ``judge_failed_groups``...), so
+  they reach the console, ``metrics.jsonl`` and any ``report_to`` backend like TRL's own metrics;
 - an image the processor rejects stops training with a message naming the sample and the image instead
   of a stack trace from deep inside the processor (``_generate_and_score_completions``).
 """
@@ -14,6 +21,8 @@ Every extension is small and overrides one documented hook; the GRPO algorithm i
 from __future__ import annotations
 
 import logging
+import math
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -21,23 +30,109 @@ from trl import GRPOTrainer
 
 from medix_r1.train.dataset import TrainingDataError
 from medix_r1.train.dynamic_sampling import DynamicSamplingConfig, DynamicSamplingMixin
+from medix_r1.train.rewards import (
+    RewardSetup,
+    count_into,
+    fill_failed_verdicts,
+    rates_from_counts,
+    sum_counts,
+)
 
 log = logging.getLogger(__name__)
 
 
-class MedixGRPOTrainer(DynamicSamplingMixin, GRPOTrainer):
-    """``GRPOTrainer`` with dynamic sampling and reward statistics.
+class RewardAccountingMixin:
+    """Between TRL's reward gathering and its advantages: the failed-verdict group rule, the reward's
+    counts summed over processes, and the global error budget (see the module doc)."""
 
-    Extra keyword arguments: ``dynamic_sampling`` (a :class:`DynamicSamplingConfig` or ``None``) and
-    ``metric_sources`` (callables returning ``{metric_name: value}``, read at each log; e.g. the judge's
-    counters since the previous log).
+    count_sources: tuple = ()
+    reward_budget: Any = None
+    _medix_fill: Any = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        from accelerate.utils import gather_object
+
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        # Every process is here for the same round: sum the reward's counts of this round over processes.
+        local: dict[str, Any] = {}
+        for source in self.count_sources:
+            local.update(source())
+        if self.accelerator.num_processes > 1:
+            parts = gather_object([local])
+        else:
+            parts = [local]
+        total = sum_counts(parts)
+        last_error = total.pop("judge/last_error", None)
+        count_into(self, {k: v for k, v in total.items() if not isinstance(v, str)})
+
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        filled, mask = fill_failed_verdicts(rewards, g)
+        self._medix_fill = (rewards, mask)
+        groups = mask.view(-1, g, mask.shape[1]).any(dim=2).any(dim=1)
+        count_into(self, {"judge_failed_groups": float(groups.sum()), "reward/filled_values": float(mask.sum())})
+
+        if self.reward_budget is not None:
+            calls = int(total.get("judge/model_calls", 0))
+            failures = int(total.get("judge/model_failures", 0))
+            kinds = {k: int(total.get(f"judge/{key}", 0)) for k, key in
+                     (("timeout", "timeouts"), ("error", "errors"), ("unparseable", "unparseable"))}
+            self.reward_budget.record(calls, failures, error=last_error, kinds=kinds)
+            self.reward_budget.check()  # same sums on every process: all raise here, with the same message
+        return filled
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        self._restore_failed_in_logs()
+        return out
+
+    def _restore_failed_in_logs(self) -> None:
+        """Logs and ``samples.md`` show a failed verdict as no value, not the group mean it was trained with."""
+        if self._medix_fill is None:
+            return
+        import torch
+
+        raw, mask = self._medix_fill
+        self._medix_fill = None
+        if not bool(mask.any()):
+            return
+        mode = "train" if self.model.training else "eval"
+        n = raw.shape[0]
+        for i, name in enumerate(self.reward_func_names):
+            if not bool(mask[:, i].any()):
+                continue
+            column = self._logs["rewards"][name]
+            start = len(column) - n
+            for row in mask[:, i].nonzero(as_tuple=True)[0].tolist():
+                if start + row >= 0:
+                    column[start + row] = math.nan
+            metrics = self._metrics[mode]
+            values = raw[:, i]
+            if metrics.get(f"rewards/{name}/mean"):
+                metrics[f"rewards/{name}/mean"][-1] = torch.nanmean(values).item()
+            if metrics.get(f"rewards/{name}/std"):
+                kept = values[~torch.isnan(values)]
+                metrics[f"rewards/{name}/std"][-1] = kept.std().item() if kept.numel() > 1 else 0.0
+
+
+class MedixGRPOTrainer(DynamicSamplingMixin, RewardAccountingMixin, GRPOTrainer):
+    """``GRPOTrainer`` with dynamic sampling, the failed-verdict group rule and reward statistics.
+
+    Extra keyword arguments: ``dynamic_sampling`` (a :class:`DynamicSamplingConfig` or ``None``),
+    ``rewards`` (the :class:`~medix_r1.train.rewards.RewardSetup` whose functions are ``reward_funcs``:
+    its count sources, error budget and event loops) and ``metric_sources`` (callables returning
+    ``{metric_name: value}`` read at each log on each process, for values where a local figure is right).
     """
 
     def __init__(self, *args: Any, dynamic_sampling: DynamicSamplingConfig | None = None,
-                 metric_sources: list[Callable[[], dict[str, float]]] | None = None, **kwargs: Any):
+                 metric_sources: list[Callable[[], dict[str, float]]] | None = None,
+                 rewards: RewardSetup | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.dynamic_sampling = dynamic_sampling
-        self.metric_sources = list(metric_sources or [])
+        self.metric_sources = list(metric_sources or []) + list(rewards.metric_sources if rewards else [])
+        self.count_sources = list(rewards.count_sources) if rewards else []
+        self.reward_budget = rewards.budget if rewards else None
+        if rewards is not None and getattr(self, "async_loop", None) is not None:
+            rewards.loops.append(self.async_loop)  # the judge's connections live in TRL's reward loop
         self.check_dynamic_sampling_setup()
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -47,6 +142,14 @@ class MedixGRPOTrainer(DynamicSamplingMixin, GRPOTrainer):
                     logs.update(source())
                 except Exception as exc:  # noqa: BLE001 - statistics must never stop training
                     log.warning("reward statistics source %r failed: %s", source, exc)
+            counts, self._medix_counts = self._medix_counts or Counter(), Counter()
+            logs.update(rates_from_counts(dict(counts), self.accelerator.num_processes))
+            if counts.get("judge/requests"):
+                logs["judge_failed_groups"] = counts.get("judge_failed_groups", 0.0)
+                logs["reward/filled_values"] = counts.get("reward/filled_values", 0.0)
+            seen = counts.get("dynamic_sampling/groups_seen", 0)
+            if seen:
+                logs["dynamic_sampling/frac_groups_dropped"] = counts.get("dynamic_sampling/groups_dropped", 0) / seen
         super().log(logs, start_time)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -103,17 +103,20 @@ def read_table(name: str, data: bytes | None = None, path: Path | None = None) -
                               fix=f"pass one of {', '.join(TABLE_SUFFIXES)}")
 
 
-def split_files(folder: Path, split: str) -> list[Path]:
-    """Files of one split inside a folder, in the hub's naming (``test.jsonl``, ``test-00000-of-00001.parquet``,
-    ``test_2.csv``, ``data/train-*.parquet``)."""
-    found = []
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in TABLE_SUFFIXES:
-            continue
-        stem = p.name[: -len(p.suffix)]
-        if stem == split or re.match(rf"^{re.escape(split)}[-_.]", stem) or p.parent.name == split:
-            found.append(p)
-    return found
+def is_split_file(path: str, splits: list[str]) -> bool:
+    """A table file of one of ``splits`` in the hub's naming (``test.jsonl``, ``test-00000-of-00001.parquet``,
+    ``test_2.csv``, ``data/train-*.parquet``, ``validation/...``)."""
+    p = Path(path)
+    if p.suffix.lower() not in TABLE_SUFFIXES:
+        return False
+    stem = p.name[: -len(p.suffix)]
+    return any(stem == s or re.match(rf"^{re.escape(s)}[-_.]", stem) or p.parent.name == s for s in splits)
+
+
+def split_files(folder: Path, splits: str | list[str]) -> list[Path]:
+    """Files of a split (or of any of its names) inside a folder."""
+    names = [splits] if isinstance(splits, str) else splits
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and is_split_file(str(p), names)]
 
 
 def glob_files(folder: Path, pattern: str) -> list[Path]:
@@ -141,5 +144,5 @@ def dataset_rows(ds: Any, where: str) -> Iterator[dict]:
     yield from iter_arrow_rows(ds.data.table, where)
 
 
-__all__ = ["TABLE_SUFFIXES", "dataset_rows", "glob_files", "iter_arrow_rows", "read_table", "saved_dataset_rows",
+__all__ = ["TABLE_SUFFIXES", "dataset_rows", "glob_files", "is_split_file", "iter_arrow_rows", "read_table", "saved_dataset_rows",
            "split_files"]

@@ -9,12 +9,11 @@ detection merges every file that looks like the split (PMC-VQA's ``test.csv``, `
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator
 from pathlib import Path
 
 from medix_r1.eval.sources.base import DataUnavailable
-from medix_r1.eval.sources.files import dataset_rows
+from medix_r1.eval.sources.files import dataset_rows, glob_files
 from medix_r1.eval.taskspec import TaskSpec
 
 _GLOB_CHARS = "*?["
@@ -25,13 +24,6 @@ def _fix(spec: TaskSpec) -> str:
             "folder, file or zip in its published layout)")
 
 
-def list_files(repo: str) -> list[str]:
-    """Every file path of a dataset repository."""
-    from huggingface_hub import HfApi
-
-    return list(HfApi().list_repo_files(repo, repo_type="dataset"))
-
-
 def download(repo: str, filename: str) -> Path:
     """One file of a dataset repository, from the hub cache (downloaded on first use)."""
     from huggingface_hub import hf_hub_download
@@ -39,20 +31,25 @@ def download(repo: str, filename: str) -> Path:
     return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
 
 
+def snapshot(repo: str, pattern: str) -> Path:
+    """The repository's files matching ``pattern`` (at any depth), in a local snapshot folder (downloaded on
+    first use; with ``HF_HUB_OFFLINE=1`` the cached snapshot)."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=repo, repo_type="dataset", allow_patterns=[pattern, f"*/{pattern}"]))
+
+
 def repo_files(spec: TaskSpec, pattern: str) -> list[Path]:
-    """Download the repository files matching ``pattern`` (a plain name needs no listing, so a cached file
-    also works offline)."""
+    """Download the repository files matching ``pattern`` (a plain name is fetched directly)."""
     repo = spec.source.hub
     try:
         if any(ch in pattern for ch in _GLOB_CHARS):
-            names = sorted(n for n in list_files(repo)
-                           if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, "*/" + pattern))
-            if not names:
+            paths = glob_files(snapshot(repo, pattern), pattern)
+            if not paths:
                 raise DataUnavailable(f"task {spec.name}: {repo} has no file matching {pattern!r}",
                                       where=repo, fix=_fix(spec))
-        else:
-            names = [pattern]
-        return [download(repo, n) for n in names]
+            return paths
+        return [download(repo, pattern)]
     except DataUnavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - the hub client raises many types; say what to do instead
@@ -83,4 +80,4 @@ def dataset_split_rows(spec: TaskSpec, config: str | None) -> Iterator[dict]:
     yield from dataset_rows(ds, f"{src.hub}" + (f"/{config}" if config else "") + f"[{src.split}]")
 
 
-__all__ = ["archive", "dataset_split_rows", "download", "list_files", "repo_files"]
+__all__ = ["archive", "dataset_split_rows", "download", "repo_files", "snapshot"]

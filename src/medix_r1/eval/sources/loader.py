@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ from medix_r1.eval.sources import hub
 from medix_r1.eval.sources.archives import ImageResolver, ZipTree
 from medix_r1.eval.sources.base import DataUnavailable, LoadIssue, TaskData
 from medix_r1.eval.sources.files import (
-    TABLE_SUFFIXES,
     glob_files,
+    is_split_file,
     read_table,
     saved_dataset_rows,
     split_files,
@@ -56,27 +55,28 @@ def _fields_for(spec: TaskSpec, file_name: str) -> FieldMap:
     return spec.fields
 
 
+def _split_names(spec: TaskSpec) -> list[str]:
+    return [spec.source.split, *spec.source.split_aliases]
+
+
 def _zip_split_members(tree: ZipTree, spec: TaskSpec) -> list[str]:
     if spec.source.files:
         return tree.glob(spec.source.files)
-    split = spec.source.split
-    out = []
-    for n in tree.names:
-        p = Path(n)
-        stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-        if p.suffix.lower() in TABLE_SUFFIXES and (stem == split or re.match(rf"^{re.escape(split)}[-_.]", stem)
-                                                  or p.parent.name == split):
-            out.append(n)
-    return sorted(out)
+    return sorted(n for n in tree.names if is_split_file(n, _split_names(spec)))
 
 
 def _zip_tables(zip_path: Path, spec: TaskSpec) -> list[_Table]:
     tree = ZipTree.open(zip_path)
     members = _zip_split_members(tree, spec)
     if not members:
-        what = spec.source.files or f"a file of split {spec.source.split!r}"
+        what = spec.source.files or f"file of split {spec.source.split!r}"
         raise DataUnavailable(f"task {spec.name}: found no {what} inside {zip_path}", where=str(zip_path))
-    return [_Table(f"{zip_path}!/{m}", read_table(m, data=tree.read(m))) for m in members]
+    return [_Table(f"{zip_path}!/{m}", _member_rows(tree, m)) for m in members]
+
+
+def _member_rows(tree: ZipTree, member: str) -> Iterator[dict]:
+    # A generator, so a member is read only when its rows are reached (not at all past --limit).
+    yield from read_table(member, data=tree.read(member))
 
 
 def _path_tables(files: list[Path]) -> list[_Table]:
@@ -102,12 +102,23 @@ def _local_tables(path: Path, spec: TaskSpec, config: str | None) -> tuple[list[
     folder = path / config if config and (path / config).is_dir() else path
     archive = _beside(path, src.archive)
     resolver = ImageResolver(path, src.image_root, archive)
-    files = glob_files(folder, src.files) if src.files else split_files(folder, src.split)
+    files = glob_files(folder, src.files) if src.files else []
+    if not files and src.local_files:
+        files = glob_files(folder, src.local_files)
+    if not files and not src.files:
+        files = split_files(folder, _split_names(spec))
+        if config and folder == path:
+            # No <config>/ folder: the path is that config's own folder, so other configs' folders inside it
+            # are not this task's (a cais/mmlu root without clinical_knowledge/ must not yield anatomy rows).
+            files = [f for f in files if len(f.relative_to(path).parts) == 1
+                     or f.relative_to(path).parts[0] in ("data", *_split_names(spec))]
     if files:
         return _path_tables(files), resolver
     if archive is not None and src.files_in_archive:
         return _zip_tables(archive, spec), resolver
-    what = src.files or f"a file of split {src.split!r}"
+    what = src.files or f"file of split {src.split!r}"
+    if config and folder == path:
+        what += f" (and no {config}/ folder)"
     raise DataUnavailable(f"task {spec.name}: found no {what} under {folder}", where=str(folder),
                           fix=f"pass --data-dir {spec.name}=PATH with the dataset in its published layout")
 
@@ -165,13 +176,18 @@ def _load_canonical(spec: TaskSpec, path: Path | None, data: TaskData, add) -> N
 
 
 def load_task_data(spec: TaskSpec, data_dirs: dict[str, str | Path] | str | Path | None = None,
-                   limit: int | None = None) -> TaskData:
+                   limit: int | None = None, protocol: str | None = None) -> TaskData:
     """Load a task's samples (and the rows that failed) from its local path, the bundled data or the hub.
+
+    ``protocol`` (``default`` / ``paper``) loads that variant of the task (:meth:`TaskSpec.for_protocol`);
+    ``None`` keeps ``spec`` as given.
 
     ``limit`` keeps the first N rows (after filtering) and stops reading there. Ids must be unique within a
     task: a repeated id is an issue, not a silent overwrite. A full read whose row count differs from the
     task's ``rows:`` logs a warning and records it in :meth:`TaskData.load_report`.
     """
+    if protocol is not None:
+        spec = spec.for_protocol(protocol)
     path = resolve_data_path(spec, data_dirs)
     data = TaskData(spec=spec, origin=str(path) if path else (spec.source.hub or "bundled"),
                     expected_rows=spec.rows)

@@ -62,6 +62,8 @@ def _missing(value: Any) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
+    if isinstance(value, (list, tuple, dict)):
+        return not value
     return isinstance(value, str) and not value.strip()
 
 
@@ -147,6 +149,9 @@ def _answer(fm: FieldMap, raw: Any, items: list[tuple[str, Any]] | None,
             raise SampleError("answer", f"option number {text} ({letter}) is an empty option")
         return options[letter], letter
     letter = text.strip("()[]. ").upper()
+    prefixed = _OPTION_PREFIX.match(text) if fm.strip_option_prefix else None
+    if fmt == "letter" and len(letter) > 1 and prefixed:
+        letter = prefixed.group(1).upper()  # "B:Computed tomography" names option B
     if fmt in ("letter", "auto") and len(letter) == 1 and letter.isalpha():
         if letter in options:
             return options[letter], letter

@@ -1,4 +1,4 @@
-"""Scripted stand-ins for a policy and a judge, as reply functions for
+"""Scripted stand-ins for an eval policy and judge, as reply functions for
 :class:`medix_r1.testing.openai_stub.StubChatServer`: deterministic, model-free, and fast.
 
 Used by the eval tests (resume after SIGKILL must give identical results, so replies depend only on the
@@ -10,6 +10,9 @@ prompt) and by ``benchmarks/eval_throughput.py`` (simulated loopback generator a
 - :func:`judge_reply`: reads the reference and candidate blocks of the eval judge prompt and replies
   ``{"score": 1}`` when one contains the other (case-insensitive), else ``{"score": 0}``; for the rubric prompt
   5 or 1. Self-check turns get the same verdict as the first turn.
+- :func:`paper_judge_reply`: the same for the ``paper`` protocol's judge prompt (its "Correct answer:" and
+  "Predicted answer:" sections; answer tags in the prediction are ignored), after a ``<think>`` block, as a
+  thinking judge would reply.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ STOCK_ANSWERS = ("Yes", "No", "Computed tomography", "Magnetic resonance imaging
                  "Normal", "Ultrasound", "Brain")
 _BLOCK = re.compile(r"<(reference|candidate)>\n(.*?)\n</\1>", re.DOTALL)
 _CHOICE_LINE = re.compile(r"^([A-Z])\. ", re.MULTILINE)
+_PAPER_SECTIONS = re.compile(r"Correct answer:\n(.*?)\n\nPredicted answer:\n(.*?)\n\n", re.DOTALL)
+_PAPER_REPORT = re.compile(r"Reference report:\n(.*?)\n\nPredicted report:\n(.*?)\n\n", re.DOTALL)
+_TAGS = re.compile(r"</?[A-Za-z_]+>")
 
 
 def _text(content: Any) -> str:
@@ -62,4 +68,17 @@ def judge_reply(messages: list[dict], request: dict | None = None) -> str:
     return json.dumps({"score": int(match)})
 
 
-__all__ = ["STOCK_ANSWERS", "judge_reply", "policy_reply"]
+def paper_judge_reply(messages: list[dict], request: dict | None = None) -> str:
+    """A deterministic verdict for the paper protocol's judge prompt (binary 0/1 or rubric 5/1)."""
+    first = _text(messages[0].get("content")) if messages else ""
+    m = _PAPER_SECTIONS.search(first) or _PAPER_REPORT.search(first)
+    if m is None:
+        return "I cannot find an answer to grade."
+    ref = m.group(1).strip().lower().rstrip(".")
+    cand = _TAGS.sub("", m.group(2)).strip().lower().rstrip(".")
+    match = bool(ref and cand and (ref in cand or cand in ref))
+    score = (5 if match else 1) if "Reference report:" in first else int(match)
+    return f"<think>Comparing the two.</think>{json.dumps({'score': score})}"
+
+
+__all__ = ["STOCK_ANSWERS", "judge_reply", "paper_judge_reply", "policy_reply"]
