@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from medix_r1.eval.simulate import judge_reply, policy_reply
 from medix_r1.testing.openai_stub import StubChatServer
+from medix_r1.testing.simulate import judge_reply, policy_reply
 
 
 def modality_policy(messages: list[dict], request: dict | None = None) -> str:
@@ -40,7 +40,7 @@ def make_eval_run(out: str | Path, policy: Callable = policy_reply, *, tasks=("m
                   data_dirs=None) -> Path:
     from medix_r1.eval import run_eval
     from medix_r1.eval.generation import openai_generator
-    from medix_r1.eval.phases import JudgeSettings
+    from medix_r1.eval.judge_phase import JudgeSettings
     from medix_r1.judge import OpenAIChatBackend
 
     out = Path(out)
