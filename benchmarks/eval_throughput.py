@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from medix_r1.clients.openai import OpenAIChatBackend
 from medix_r1.eval import load_tasks, run_eval
 from medix_r1.eval.generation import openai_generator
 from medix_r1.eval.judge_phase import JudgeSettings
-from medix_r1.judge import OpenAIChatBackend
 from medix_r1.testing.openai_stub import stub_subprocess
 
 POLICY_REPLY = "<OTHER><thinking>Looking at it step by step.</thinking><answer>Probably unremarkable</answer>"

@@ -178,6 +178,10 @@ DEMO_EVAL_BATCH = 8
 
 def run_demo(output_dir: str | Path = "runs/demo", *, train: bool = True, evaluate: bool = True,
              set_overrides: list[str] | None = None, say=print) -> DemoResult:
+    import warnings
+
+    # transformers repeats deprecation notices (gradient checkpointing names) at every training step: noise here.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     out = Path(output_dir)
     if train:
         check_overrides(set_overrides or [])

@@ -8,8 +8,8 @@ prompt: no system prompt, no template, no instruction, a blank line before ``Cho
 
 Backends, all behind :class:`Generator` (``name``, ``batch_size``, ``concurrency``, ``generate(batch)``):
 
-- :class:`ChatGenerator`: any :class:`~medix_r1.judge.base.ChatBackend`; with
-  :class:`~medix_r1.judge.OpenAIChatBackend` that is any OpenAI-compatible endpoint (``vllm serve``...),
+- :class:`ChatGenerator`: any :class:`~medix_r1.clients.base.ChatBackend`; with
+  :class:`~medix_r1.clients.openai.OpenAIChatBackend` that is any OpenAI-compatible endpoint (``vllm serve``...),
   one request per sample, ``concurrency`` in flight, images as base64 JPEG data URLs;
 - :class:`TransformersGenerator`: in-process transformers through :func:`medix_r1.models.generate_chat`
   (any model :func:`medix_r1.models.load_policy` loads), batched, in a worker thread;
