@@ -126,7 +126,7 @@ def cli_run(url: str, model: str, completions, cols, conc: int, workdir: str, ta
            "--components", "accuracy_llm", "--judge-url", url, "--judge-model", model, "--no-cache",
            "--no-progress", "--judge-concurrency", str(conc), "--judge-timeout", "60"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"medix-r1 score exited {proc.returncode}: {proc.stderr[-2000:]}")
