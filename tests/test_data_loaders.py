@@ -83,7 +83,7 @@ def test_medix_parquet(tmp_path):
     res = load_samples(path)
     p1, p2 = res.samples
     assert (p1.id, p1.question, p1.answer, p1.modality) == ("p1", "What is shown?", "A cyst", "<MRI_SCAN>")
-    assert isinstance(p1.images[0], dict)  # undecoded until asked for
+    assert type(p1.images[0]).__name__ == "TableImage"  # a reference to the row: no bytes until asked for
     assert p1.load_images()[0].size == (9, 7)
     assert p2.answer_type == "closed" and not p2.has_image
 

@@ -314,3 +314,81 @@ def test_recipe_comments_name_paths_that_exist():
         for path in re.findall(r"(?:recipes|docs)/[\w./-]+\.(?:yaml|md)", comments):
             assert (ROOT / path).is_file(), f"{recipe.relative_to(ROOT)} names {path}"
         assert "offline.md" not in comments and "reference.md" not in comments, recipe
+
+
+# --------------------------------------------------------------------------------------------- resume
+def test_fingerprint_mismatch_names_fields_and_force_accepts_it(tmp_path, caplog):
+    from medix_r1.errors import UsageError
+    from medix_r1.prompts import get_template
+    from medix_r1.train.recipe import load_recipe
+    from medix_r1.train.resume import check_fingerprint, recipe_fingerprint, write_fingerprint
+
+    reward = {"mode": "paper", "components": ["format"], "weights": {"format": 1.0}}
+    first = recipe_fingerprint(load_recipe({"algorithm": "dapo"}), reward, get_template("medix"))
+    write_fingerprint(tmp_path, first)
+    check_fingerprint(tmp_path, first, force=False)  # the same recipe resumes
+    changed = recipe_fingerprint(load_recipe({"algorithm": "grpo", "model": "tiny-qwen3-vl"}),
+                                 {**reward, "weights": {"format": 0.5}}, get_template("medix"))
+    with pytest.raises(UsageError) as err:
+        check_fingerprint(tmp_path, changed, force=False)
+    text = str(err.value)
+    for field in ("algorithm.preset: 'dapo' -> 'grpo'", "model.name_or_path", "reward.weights",
+                  "algorithm.dynamic_sampling"):
+        assert field in text, field
+    assert "--force" in text and "data.train" not in text
+    check_fingerprint(tmp_path, changed, force=True)
+    assert "resuming with a different recipe (--force)" in caplog.text
+
+
+def test_step_warnings_of_the_libraries_are_filtered(recwarn):
+    """Regression (issue 11 item 7): transformers warned at every training step that TRL's call of
+    is_gradient_checkpointing is deprecated."""
+    import warnings
+
+    from medix_r1.train.warnings import quiet_step_warnings
+
+    quiet_step_warnings()
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    model = AutoModelForCausalLM.from_config(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                         num_attention_heads=2, vocab_size=64))
+    model.is_gradient_checkpointing  # noqa: B018 - the property TRL reads at every step
+    warnings.warn("an unrelated FutureWarning", FutureWarning, stacklevel=1)
+    messages = [str(w.message) for w in recwarn.list]
+    assert "an unrelated FutureWarning" in messages
+    assert not [m for m in messages if "gradient_checkpointing" in m]
+
+
+def test_resume_hides_only_the_tied_lm_head_missing_key_warning():
+    """transformers' Trainer warns "There were missing keys in the checkpoint model loaded: ['lm_head.weight']"
+    on every resume of a tied-embedding model (the demo's SmolVLM): hidden; any other missing key still shows."""
+    import logging
+    from types import SimpleNamespace
+
+    from transformers import Trainer
+
+    from medix_r1.train.resume import quiet_tied_weights_warning
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Collect()
+    logger = logging.getLogger("transformers.trainer")
+    logger.addHandler(handler)
+    fake = SimpleNamespace(model=SimpleNamespace(_keys_to_ignore_on_save=None))
+    try:
+        with quiet_tied_weights_warning(True):
+            Trainer._issue_warnings_after_load(fake, SimpleNamespace(missing_keys=["lm_head.weight"],
+                                                                     unexpected_keys=[]))
+            assert seen == []
+            Trainer._issue_warnings_after_load(fake, SimpleNamespace(missing_keys=["model.norm.weight"],
+                                                                     unexpected_keys=[]))
+            assert len(seen) == 1 and "model.norm.weight" in seen[0]
+        Trainer._issue_warnings_after_load(fake, SimpleNamespace(missing_keys=["lm_head.weight"],
+                                                                 unexpected_keys=[]))
+        assert len(seen) == 2  # outside a resume the filter is gone
+    finally:
+        logger.removeHandler(handler)

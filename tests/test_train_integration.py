@@ -102,27 +102,63 @@ def test_two_grpo_steps_log_every_component_and_save_a_reloadable_policy(trained
 
 
 def test_resume_continues_from_the_checkpoint_weights(trained, image_data, judge):
+    import logging
+
     from transformers import TrainerCallback
 
     recipe, first = trained
     with pytest.raises(RecipeError, match="--resume"):
         run_training(recipe, output_dir=first.output_dir, progress=False)
+    assert (first.output_dir / "run_fingerprint.json").is_file()
 
     ckpt = load_file(str(first.output_dir / "checkpoint-2" / "model.safetensors"))
     seen = {}
 
     class WeightsAtStart(TrainerCallback):
-        def on_step_begin(self, args, state, control, model=None, **kwargs):
+        def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
             if not seen:
                 p = dict(model.named_parameters())["model.language_model.embed_tokens.weight"]
                 seen["equal"] = torch.equal(p.detach(), ckpt["model.embed_tokens.weight"])
                 seen["step"] = state.global_step
+                seen["lr"] = optimizer.param_groups[0]["lr"]
 
-    result = run_training(recipe, overrides=["trainer.max_steps=3"], output_dir=first.output_dir, resume=True,
-                          extra_callbacks=[WeightsAtStart()], progress=False)
-    assert seen == {"equal": True, "step": 2}
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    records = Records()
+    logging.getLogger("transformers.trainer").addHandler(records)
+    said: list[str] = []
+    try:
+        result = run_training(recipe, overrides=["trainer.max_steps=3"], output_dir=first.output_dir, resume=True,
+                              extra_callbacks=[WeightsAtStart()], progress=False, announce=said.append)
+    finally:
+        logging.getLogger("transformers.trainer").removeHandler(records)
+    assert seen["equal"] is True and seen["step"] == 2
+    # Regression: the resumed step ran at the lr saved after step 2 of 2 (0 at the end of the linear decay);
+    # it runs at the new schedule's lr for step 3 of 3: 1e-3 x (3 - 2) / 3.
+    assert seen["lr"] == pytest.approx(1e-3 / 3)
     assert [r["step"] for r in result.metrics()] == [1, 2, 3]
     assert result.global_step == 3
+    assert any(m.startswith("resuming from checkpoint-2") for m in said), said
+    # the tied lm_head is not in the checkpoint by design: no "missing keys ['lm_head.weight']" warning
+    assert not [m for m in records.messages if "missing keys" in m], records.messages
+
+
+def test_resume_refuses_a_different_recipe_naming_the_fields(trained):
+    from medix_r1.errors import UsageError
+
+    recipe, first = trained
+    with pytest.raises(UsageError) as err:
+        run_training(recipe, overrides=["data.template=medix-think"], output_dir=first.output_dir, resume=True,
+                     progress=False)
+    message = str(err.value)
+    assert "data.template: 'medix' -> 'medix-think'" in message and "data.template_version" in message
+    assert "--force" in message
 
 
 def test_dynamic_sampling_in_trl_trainer_trains_only_on_informative_groups(image_data, tmp_path):

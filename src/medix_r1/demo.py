@@ -6,10 +6,13 @@ Stages (each prints what it did, and the run folder keeps the artefacts):
    the rebuild is byte-identical to the committed copy; validate it; print its counts.
 2. **format**: render a prompt and parse a few example completions with the one shared parser.
 3. **train**: a short GRPO run of the embedded policy (``recipes/demo/cpu.yaml``).
-4. **eval**: the bundled test split, scored by the judge, for the starting policy and the trained one,
-   side by side.
+4. **eval**: the first :data:`DEMO_EVAL_LIMIT` questions of the bundled test split, for the starting policy
+   and the trained one, side by side, judged by the bundled local judge through its fast constrained YES/NO
+   path (one forward pass per verdict, the shared worked-example prefix cached), as the reward does.
 
-Stages 3 and 4 can be skipped (``--no-train``, ``--no-eval``) for a quick look.
+Stages 3 and 4 can be skipped (``--no-train``, ``--no-eval``) for a quick look. ``--set`` overrides are
+checked against the recipe before stage 1, so a typo costs nothing. The demo ends by saying how to browse
+its run folder in the app.
 """
 
 from __future__ import annotations
@@ -86,6 +89,18 @@ def stage_format(say) -> None:
             f"well_formed={p.well_formed}{'' if p.well_formed else f' ({p.reason})'}")
 
 
+def check_overrides(overrides: list[str]) -> None:
+    """Apply ``--set`` overrides to the demo recipe now: a typo is a :class:`~medix_r1.errors.UsageError`
+    naming the key before any stage runs."""
+    from medix_r1.train.recipe import load_recipe
+
+    load_recipe(DEMO_RECIPE, overrides)
+
+
+def _size_gb(path: Path) -> float:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e9
+
+
 def stage_train(out: Path, overrides: list[str], say):
     from medix_r1.train import run_training
 
@@ -110,16 +125,28 @@ def stage_train(out: Path, overrides: list[str], say):
     say(f"  metrics:    {result.metrics_path}")
     say(f"  plot:       {result.plot_path}")
     say(f"  checkpoint: {result.final_checkpoint}")
+    checkpoints = sorted(Path(result.output_dir).glob("checkpoint-*"))
+    if checkpoints:
+        last = checkpoints[-1]
+        weights = sum(p.stat().st_size for p in last.glob("*.safetensors")) / 1e9
+        optim = sum(p.stat().st_size for p in last.glob("optimizer*")) / 1e9
+        say(f"  {len(checkpoints)} resumable checkpoint(s) kept (save_total_limit); {last.name} is "
+            f"{_size_gb(last):.2f} GB: weights {weights:.2f} GB + optimizer state {optim:.2f} GB (what resume "
+            "needs)")
     return result
 
 
 def stage_eval(out: Path, trained_checkpoint: Path | None, say) -> tuple[dict, dict | None]:
     from medix_r1.eval import run_eval
     from medix_r1.eval.compare import compare_runs, render_compare_markdown
+    from medix_r1.judge import LocalChatBackend
 
-    kwargs = {"tasks": DEMO_EVAL_TASK, "judge": "local", "template": "medix-3shot",
-              "max_new_tokens": DEMO_EVAL_TOKENS, "rounds": 1, "limit": DEMO_EVAL_LIMIT, "max_error_rate": 0.5}
-    say(f"evaluating the starting policy on {DEMO_EVAL_TASK} (local SmolLM2 judge: weak, code path only)")
+    # One judge for both evaluations: it is loaded once, and its cached worked-example prefix is reused.
+    kwargs = {"tasks": DEMO_EVAL_TASK, "judge": LocalChatBackend(), "template": "medix-3shot",
+              "max_new_tokens": DEMO_EVAL_TOKENS, "rounds": 1, "limit": DEMO_EVAL_LIMIT, "max_error_rate": 0.5,
+              "batch_size": DEMO_EVAL_BATCH}
+    say(f"evaluating the starting policy on the first {DEMO_EVAL_LIMIT} questions of {DEMO_EVAL_TASK} (local "
+        "SmolLM2 judge: weak, code path only)")
     before = run_eval(model="embedded", output_dir=out / "eval-start", **kwargs)
     after = None
     labels = ["start (embedded)"]
@@ -146,14 +173,23 @@ def stage_eval(out: Path, trained_checkpoint: Path | None, say) -> tuple[dict, d
 _REPO_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "cpu.yaml"
 DEMO_RECIPE = str(_REPO_RECIPE if _REPO_RECIPE.is_file() else Path("recipes/demo/cpu.yaml"))
 DEMO_EVAL_TASK = "medix-demo"
-DEMO_EVAL_TOKENS = 64
-DEMO_EVAL_LIMIT = None
+DEMO_EVAL_TOKENS = 48  # as in training (max_completion_length): the format fits, nothing longer is needed
+DEMO_EVAL_LIMIT = 16  # the prompt (3 worked examples, ~540 tokens) dominates: each question costs its prefill
+DEMO_EVAL_BATCH = 8
 
 
 def run_demo(output_dir: str | Path = "runs/demo", *, train: bool = True, evaluate: bool = True,
              set_overrides: list[str] | None = None, say=print) -> DemoResult:
+    import warnings
+
+    # transformers repeats deprecation notices (gradient checkpointing names) at every training step: noise here.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if train:
+        check_overrides(set_overrides or [])
+    from medix_r1.eval.rundir import check_writable
+
+    check_writable(out)
     res = DemoResult(output_dir=out)
     t0 = time.perf_counter()
     say("== 1. data")
@@ -173,6 +209,8 @@ def run_demo(output_dir: str | Path = "runs/demo", *, train: bool = True, evalua
         say("\n== 4. eval (bundled test split, before vs after)")
         res.eval_before, res.eval_after = stage_eval(out, checkpoint, say)
         res.seconds["eval"] = time.perf_counter() - t2
+    res.seconds["total"] = time.perf_counter() - t0
     say("\n" + "  ".join(f"{k}: {v:.0f} s" for k, v in res.seconds.items()))
     say(f"everything is under {out.resolve()}")
+    say(f"browse the runs, samples and verdicts in the app: medix-r1 app --runs {output_dir}")
     return res

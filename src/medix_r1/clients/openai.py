@@ -25,6 +25,7 @@ gets, it is a permanent error naming the model, not a transient one retried four
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -43,6 +44,15 @@ _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # size): one pool of 64 connections spent 85% of the time there and ran 7x slower than the judge allowed
 # (benchmarks/reward_throughput.py). Several small pools, each request taking a free slot, avoid that.
 _CONNECTIONS_PER_POOL = 8
+
+
+@functools.cache
+def shared_ssl_context():
+    """One TLS context for every connection pool of the process: building one loads the CA bundle, which
+    takes tens of milliseconds (hundreds on a busy machine), and each pool would otherwise build its own."""
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 class _Transient(Exception):
@@ -110,14 +120,14 @@ class OpenAIChatBackend(ChatBackend):
             if self._plain_http is not None:
                 # plain http (a local or cluster server): one lean keep-alive connection per slot
                 clients = [httpx.AsyncClient(base_url=self.base_url, headers=self._headers(),
-                                             timeout=httpx.Timeout(self.timeout))]
+                                             timeout=httpx.Timeout(self.timeout), verify=shared_ssl_context())]
                 for _ in range(self.concurrency):
                     slots.put_nowait(_Conn(*self._plain_http))
             else:
                 n_pools = -(-self.concurrency // _CONNECTIONS_PER_POOL)
                 per = -(-self.concurrency // n_pools)
                 clients = [httpx.AsyncClient(base_url=self.base_url, headers=self._headers(),
-                                             timeout=httpx.Timeout(self.timeout),
+                                             timeout=httpx.Timeout(self.timeout), verify=shared_ssl_context(),
                                              limits=httpx.Limits(max_connections=per,
                                                                  max_keepalive_connections=per))
                            for _ in range(n_pools)]

@@ -119,32 +119,22 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
         yield lineno, (row if isinstance(row, dict) else RowIssue(str(path), lineno, None, None, row))
 
 
-def _lazy_images(ds: Any) -> Any:
-    """Cast image columns to ``Image(decode=False)``: rows then hold ``{"bytes", "path"}`` dicts.
-
-    Images stay undecoded until :meth:`Sample.load_images`, and a corrupt image surfaces as a row issue
-    there instead of an exception while the table is read.
-    """
-    import datasets
-
-    def undecoded(feat: Any) -> Any:
-        if isinstance(feat, datasets.Image):
-            return datasets.Image(decode=False)
-        if isinstance(feat, datasets.List):
-            return datasets.List(undecoded(feat.feature))
-        return feat
-
-    for name, feat in ds.features.items():
-        new = undecoded(feat)
-        if new != feat:
-            ds = ds.cast_column(name, new)
-    return ds
-
-
 def _iter_table(ds: Any, name: str) -> Iterator[tuple[int, dict]]:
-    ds = _lazy_images(ds)
-    for i in range(len(ds)):
-        yield i, ds[i]
+    """Rows of a table; image cells become :class:`~medix_r1.data.table_images.TableImage` references, so
+    samples never hold image bytes (they are read when a batch needs them)."""
+    from medix_r1.data.table_images import ImageTable, row_references
+
+    table = ImageTable(ds, name)
+    columns = table.image_columns()
+    if not columns:
+        for i in range(len(ds)):
+            yield i, ds[i]
+        return
+    counts = {c: table.counts(c) for c in columns}
+    for i, row in enumerate(table.text_rows()):
+        for c in columns:
+            row[c] = row_references(table, c, i, counts[c][i])
+        yield i, row
 
 
 def _iter_json_array(path: Path) -> Iterator[tuple[int, dict | RowIssue]]:
@@ -233,6 +223,9 @@ def iter_rows(source: str | Path, split: str | None = None) -> Iterator[tuple[st
 # --------------------------------------------------------------------------------------------- row -> Sample
 def _resolve_image(img: Any, base: Path | None) -> Any:
     if base is None:
+        return img
+    if hasattr(img, "base_dir"):  # a TableImage: its stored relative path resolves when it is read
+        img.base_dir = base
         return img
     if isinstance(img, str):
         p = Path(img)

@@ -1,8 +1,9 @@
 """The one canonical sample type of medix-r1, shared by training and evaluation.
 
 Every loader turns its source format into :class:`Sample`; everything downstream (prompt rendering, rewards,
-eval tasks) sees only this type. Images stay lazy: a sample holds paths, bytes or PIL images, and
-:meth:`Sample.load_images` decodes them (to RGB) when they are needed.
+eval tasks) sees only this type. Images stay lazy: a sample holds paths, references to a table's images
+(:class:`~medix_r1.data.table_images.TableImage`), bytes or PIL images, and :meth:`Sample.load_images`
+reads and decodes them (to RGB) when they are needed.
 """
 
 from __future__ import annotations

@@ -149,7 +149,8 @@ def dry_run(tasks: str | list | TaskSpec, model: Any, judge: Any = None, output_
             **judge_kwargs: Any) -> list[str]:
     """Check everything a run needs without generating: tasks resolve, their data is found and has rows, the
     output folder is writable, the judge and the generator answer. Returns one line per check; raises the
-    first failure (a :class:`~medix_r1.errors.MedixError`)."""
+    first failure (a :class:`~medix_r1.errors.MedixError`). ``judge_kwargs`` are :func:`run_eval`'s judge
+    arguments (``rounds``, ``judge_cache``, ``judge_concurrency``, ``judge_timeout``, ``few_shot``, ``guard``)."""
     proto = get_protocol(protocol)
     _prompt_options(template, system_prompt, proto)
     lines = []
@@ -160,7 +161,9 @@ def dry_run(tasks: str | list | TaskSpec, model: Any, judge: Any = None, output_
     for td in data:
         lines.append(f"task {td.spec.name}: {td.n} rows from {td.origin or 'bundled'}"
                      + (f", {len(td.issues)} bad input (first: {td.issues[0]})" if td.issues else ""))
-    settings = make_judge_settings(judge, judge_model=judge_model, protocol=proto.name, **judge_kwargs)
+    names = {"judge_cache": "cache", "judge_concurrency": "concurrency", "judge_timeout": "timeout"}
+    settings = make_judge_settings(judge, judge_model=judge_model, protocol=proto.name,
+                                   **{names.get(k, k): v for k, v in judge_kwargs.items()})
     lines.append(asyncio.run(_check_judge(settings)))
     gen = make_generator(model, backend=backend, model_url=model_url, concurrency=concurrency,
                          batch_size=batch_size, trust_remote_code=trust_remote_code)
@@ -209,6 +212,9 @@ def run_eval(tasks: str | list | TaskSpec | None = None, model: Any = None, judg
         if settings is not None and settings.protocol.name != proto.name:
             raise UsageError(f"the judge settings use the {settings.protocol.name} protocol, the run {proto.name}",
                              where="--protocol")
+        if (settings is None or settings.backend is None) and not proto.rule_shortcuts:
+            raise UsageError(f"the {proto.name} protocol decides every sample with the judge", where="--judge none",
+                             fix="pass --judge-url/--judge-model (or --judge local)")
     if "generate" in phases:
         if tasks is None or model is None:
             raise UsageError("the generate phase needs tasks and a model", where="--tasks/--model")

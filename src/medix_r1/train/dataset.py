@@ -4,10 +4,13 @@ TRL wants a ``datasets.Dataset`` whose rows hold a conversational ``prompt`` and
 of PIL images; every other column reaches the reward functions as a keyword argument. The reward functions
 read ``question``, ``answer``, ``modality`` and ``answer_type``, so those columns are always present.
 
-The Arrow table holds only small columns (a row index and the text fields); the prompt is rendered with the
-recipe's template and the images are decoded and size-bounded on access (``set_transform``), so a 47 GB
-image dataset is never copied into memory or into Arrow. An image that cannot be decoded raises
-:class:`TrainingDataError` naming the sample id, its source and the field.
+Images are never held as bytes: a sample loaded from a table (Parquet, a ``save_to_disk`` folder, a hub
+dataset) holds a reference to its row (:class:`~medix_r1.data.table_images.TableImage`: the table, row and
+column), a JSONL sample the image's path. The Arrow table built here holds only small columns (a row index
+and the text fields); the prompt is rendered with the recipe's template and the images are read, decoded and
+size-bounded when the trainer's data loader reads a batch (``set_transform``), so every training process
+holds the text of the dataset, not its images (``benchmarks/train_memory.py`` measures it). An image that
+cannot be decoded raises :class:`TrainingDataError` naming the sample id, its source and the field.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ then, so the engine is read from the environment first and from the trainer argu
 - :func:`check_process_count` warns when the launch asked for several processes and only this one started:
   ``accelerate launch --cpu --num_processes 2`` (and a config with ``distributed_type: MULTI_CPU``) runs the
   script once, without an error. On CPU, several processes need ``distributed_type: MULTI_GPU`` (or
-  ``--multi_gpu``) together with ``use_cpu: true`` in the config; see docs/training.md, "Launchers".
+  ``--multi_gpu``) together with ``use_cpu: true`` in the config; see docs/training.md, "Launchers and engines".
 """
 
 from __future__ import annotations
@@ -98,6 +98,16 @@ def _config_processes(config_file: str | None) -> int | None:
         return None
 
 
+def _is_accelerate_launch(argv: list[str]) -> bool:
+    """``accelerate launch ...``, ``python -m accelerate.commands.launch ...`` or ``.../accelerate/commands/launch.py``."""
+    for i, arg in enumerate(argv[:4]):
+        if re.search(r"accelerate[./]commands[./]launch(\.py)?$", arg):
+            return True
+        if re.search(r"(^|/)accelerate(\.exe)?$", arg) and i + 1 < len(argv) and argv[i + 1] == "launch":
+            return True
+    return False
+
+
 def requested_processes(argv: list[str] | None = None) -> int | None:
     """How many processes the ``accelerate launch`` that started this process asked for, when it can be told.
 
@@ -105,7 +115,7 @@ def requested_processes(argv: list[str] | None = None) -> int | None:
     when this process was not started by ``accelerate launch`` or the count is not known.
     """
     argv = _parent_cmdline() if argv is None else argv
-    if "launch" not in argv or not any(re.search(r"accelerate(\.exe)?$|accelerate/commands", a) for a in argv):
+    if not _is_accelerate_launch(argv):
         return None
     value = _flag_value(argv, "--num_processes", "--num-processes")
     if value is not None:
@@ -127,6 +137,6 @@ def check_process_count(argv: list[str] | None = None) -> str | None:
                "whose distributed_type is MULTI_CPU) accelerate runs the script once, as a single process. "
                f"For {wanted} processes on CPU use `accelerate launch --config_file recipes/accelerate/cpu_ddp.yaml "
                f"--num_processes {wanted}` (distributed_type MULTI_GPU with use_cpu: true) or "
-               f"`torchrun --nproc_per_node {wanted}`; see docs/training.md, \"Launchers\".")
+               f"`torchrun --nproc_per_node {wanted}`; see docs/training.md, \"Launchers and engines\".")
     log.warning(message)
     return message

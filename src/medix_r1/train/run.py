@@ -249,7 +249,9 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
         write_fingerprint,
     )
     from medix_r1.train.trainer import MedixGRPOTrainer
+    from medix_r1.train.warnings import quiet_step_warnings
 
+    quiet_step_warnings()
     say = announce or (lambda message: log.info("%s", message))
     t_start = time.time()
     check_process_count()
