@@ -174,8 +174,9 @@ def _train_samples_table(samples: dict, step: str):
     rows = samples.get(int(step)) if step else None
     if not rows:
         return []
-    cols = [c for c in rows[0] if c not in ("step",)]
-    return [[r.get(c) for c in cols] for r in rows], cols
+    # Rewards first, then the completion; the prompt (the tail of a long chat) last and cut short.
+    cols = [c for c in rows[0] if c not in ("step", "prompt", "completion")] + ["completion", "prompt"]
+    return [[(str(r.get(c) or "")[-120:] if c == "prompt" else r.get(c)) for c in cols] for r in rows], cols
 
 
 def _summary_tables(results: dict):
@@ -284,7 +285,7 @@ def _ask_tab(state: AppState) -> None:
             answer = gr.Textbox(label="Answer", elem_id="ask-answer")
             well = gr.Textbox(label="Well formed (shared parser)", elem_id="ask-well-formed")
             reward = gr.Markdown(elem_id="ask-reward")
-    upload.change(functools.partial(_preview, state), [upload, policy], [preview, image_note], api_name=False)
+    upload.change(functools.partial(_preview, state), [upload, policy], [preview, image_note], api_name="preview")
     go.click(functools.partial(_ask, state), [policy, url, served, trust, upload, question, reference, ref_mod,
                                               judge_url, max_tokens],
              [reply, status, tag, reasoning, answer, well, reward], api_name="ask")
