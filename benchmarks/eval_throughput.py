@@ -12,11 +12,17 @@ Lower bound for a phase: requests are served ``capacity`` at a time, each holdin
 a sample's judge rounds are sequential, so generation needs at least ``ceil(N / gen_capacity) * gen_latency``
 and judging at least ``max(rounds, ceil(N * rounds / judge_capacity)) * judge_latency``; the phases run one
 after the other.
+
+Beside it, in the same run, the loopback floor: the same requests (N generations, then N chains of
+``rounds`` judge requests) sent by the same HTTP client with the same concurrency and nothing else (no data,
+prompts, records or scoring). The eval's time over that floor is what eval itself adds; over the bound, what
+eval and the HTTP client add together. On a busy machine both floors rise; compare figures from one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -24,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from medix_r1.clients.openai import OpenAIChatBackend
 from medix_r1.eval import load_tasks, run_eval
 from medix_r1.eval.generation import openai_generator
 from medix_r1.eval.judge_phase import JudgeSettings
-from medix_r1.judge import OpenAIChatBackend
 from medix_r1.testing.openai_stub import stub_subprocess
 
 POLICY_REPLY = "<OTHER><thinking>Looking at it step by step.</thinking><answer>Probably unremarkable</answer>"
@@ -42,6 +48,39 @@ def one_run(tasks: str, gen_url: str, judge_url: str, out: Path, *, concurrency:
     t0 = time.perf_counter()
     res = run_eval(tasks, generator, judge, out, progress=False, bootstrap=200, charts=False)
     return time.perf_counter() - t0, res
+
+
+async def _raw_loopback(gen_url: str, judge_url: str, n: int, *, concurrency: int, judge_concurrency: int,
+                        rounds: int) -> tuple[float, float]:
+    """The same requests with the bare client: (generation seconds, judging seconds)."""
+    gen = OpenAIChatBackend(gen_url, "sim-policy", concurrency=concurrency, max_retries=0, timeout=60,
+                            disable_thinking=False)
+    judge = OpenAIChatBackend(judge_url, "sim-judge", concurrency=judge_concurrency, max_retries=0, timeout=60)
+    msgs = [[{"role": "user", "content": f"question {i}"}] for i in range(n)]
+    try:
+        t0 = time.perf_counter()
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one_gen(m):
+            async with sem:
+                return await gen.complete(m, max_tokens=2048, temperature=0.0)
+
+        await asyncio.gather(*(one_gen(m) for m in msgs))
+        t1 = time.perf_counter()
+        jsem = asyncio.Semaphore(judge_concurrency)
+
+        async def chain(m):
+            async with jsem:
+                convo = list(m)
+                for _ in range(rounds):
+                    reply = await judge.complete(convo, max_tokens=24, temperature=0.0)
+                    convo = [*convo, {"role": "assistant", "content": reply}, {"role": "user", "content": "again"}]
+
+        await asyncio.gather(*(chain(m) for m in msgs))
+        return t1 - t0, time.perf_counter() - t1
+    finally:
+        await gen.aclose()
+        await judge.aclose()
 
 
 def main() -> None:
@@ -72,6 +111,9 @@ def main() -> None:
                              judge_concurrency=1, rounds=args.rounds)
         con_s, con = one_run(args.tasks, gen_url, judge_url, tmp / "concurrent", concurrency=args.concurrency,
                              judge_concurrency=args.judge_concurrency, rounds=args.rounds)
+        raw_gen, raw_judge = asyncio.run(_raw_loopback(gen_url, judge_url, n, concurrency=args.concurrency,
+                                                       judge_concurrency=args.judge_concurrency,
+                                                       rounds=args.rounds))
 
     def phase_s(res: dict) -> str:
         return ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in res["phases"].items())
@@ -85,10 +127,15 @@ def main() -> None:
     print(f"concurrent ({args.concurrency} gen / {args.judge_concurrency} judge in flight): {con_s:6.2f} s   "
           f"[{phase_s(con)}]   lower bound {gen_lb + judge_lb:.2f} s "
           f"(generate {gen_lb:.2f} + judge {judge_lb:.2f})")
-    print(f"speed-up {seq_s / con_s:.1f}x; concurrent run at {100 * (gen_lb + judge_lb) / con_s:.0f}% of the bound; "
-          f"identical accuracies: {same}")
+    raw = raw_gen + raw_judge
+    print(f"loopback floor (same requests, bare client, same run): {raw:6.2f} s   [generate {raw_gen:.2f} s, "
+          f"judge {raw_judge:.2f} s]")
+    bound = gen_lb + judge_lb
+    print(f"concurrent eval = {con_s / bound:.2f}x the bound, {con_s / raw:.2f}x the loopback floor; speed-up "
+          f"{seq_s / con_s:.1f}x over sequential; identical accuracies: {same}")
     print(json.dumps({"n": n, "sequential_s": round(seq_s, 3), "concurrent_s": round(con_s, 3),
-                      "lower_bound_concurrent_s": round(gen_lb + judge_lb, 3),
+                      "lower_bound_concurrent_s": round(bound, 3), "loopback_floor_s": round(raw, 3),
+                      "x_bound": round(con_s / bound, 3), "x_loopback_floor": round(con_s / raw, 3),
                       "lower_bound_sequential_s": round(seq_lb, 3)}))
 
 

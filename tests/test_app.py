@@ -9,77 +9,24 @@ and clear messages for a broken metrics.jsonl and a bad run folder. The browser 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from medix_r1.app import runs as runs_mod
-from medix_r1.testing.app_runs import make_demo_runs
+from medix_r1.testing.app_runs import AppProcess, free_port
 from medix_r1.testing.openai_stub import StubChatServer
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AppProcess:
-    """`python -m medix_r1.cli app` in a subprocess; ready when it prints its URL."""
-
-    def __init__(self, runs: Path, *extra: str, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                    "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "medix_r1.cli", "app", "--runs", str(runs),
-                                      "--port", str(self.port), *extra], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env=full_env)
-        self.output: list[str] = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if "app ready at" in line:
-                return
-        self.stop()
-        raise RuntimeError("the app did not start:\n" + "".join(self.output))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+@pytest.fixture(scope="module")
+def runs(app_runs):
+    return app_runs
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = make_demo_runs(tmp_path_factory.mktemp("runs"))
-    from medix_r1.review import create_review
-
-    create_review(root / "reviews" / "r1", root / "demo" / "eval-start", root / "demo" / "eval-trained")
-    return root
-
-
-@pytest.fixture(scope="module")
-def app(runs):
-    proc = AppProcess(runs)
-    yield proc
-    proc.stop()
+def app(app_server):
+    return app_server
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +94,7 @@ def test_review_results_endpoint(client, runs):
         r.vote("cli", p.task, p.sample, "tie")
     note, table, _files = client.predict("reviews/r1", api_name="/review_results")
     assert "1 votes by cli" in note
-    data = table.get("value", table)["data"]  # the endpoint returns the table as a component update
+    data = table["data"]
     assert data[-1] == ["overall", 0, 0, 1, 0, 1, "50.0", "5.5-94.5"]  # Wilson(0.5, 1) = 0.0546-0.9454
     assert (runs / "reviews" / "r1" / "votes.csv").read_text().count("\n") == 2
 
@@ -158,24 +105,26 @@ def test_files_only_from_inside_runs(app, runs, tmp_path):
     assert ok.status_code == 200 and "medix-demo" in ok.text
     secret = tmp_path / "secret.txt"
     secret.write_text("not for the browser")
-    (runs / "escape").symlink_to(secret)
+    link = runs / "escape"
+    link.symlink_to(secret)
     for path in ("/etc/passwd", str(secret), f"{runs}/../{secret.parent.name}/secret.txt", f"{runs}/escape"):
         r = httpx.get(f"{app.url}/gradio_api/file={quote(path)}")
         assert r.status_code == 403, (path, r.status_code)
         assert "not for the browser" not in r.text
+    link.unlink()
 
 
-def test_bind_other_than_localhost_needs_a_login(runs):
-    env = {**os.environ, "PYTHONPATH": SRC, "MEDIX_APP_AUTH": ""}
-    r = subprocess.run([sys.executable, "-m", "medix_r1.cli", "app", "--runs", str(runs), "--host", "0.0.0.0",
-                        "--port", str(free_port())], check=False, capture_output=True, text=True, env=env,
-                       timeout=60)
-    assert r.returncode == 2
-    assert "--auth" in r.stderr and "MEDIX_APP_AUTH" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "medix_r1.cli", "app", "--runs", str(runs), "--auth", "nocolon"],
-                       check=False, capture_output=True, text=True, env=env,
-                       timeout=60)
-    assert r.returncode == 2 and "USER:PASSWORD" in r.stderr
+def test_bind_other_than_localhost_needs_a_login(runs, monkeypatch, capsys):
+    from medix_r1.cli import main
+
+    monkeypatch.delenv("MEDIX_APP_AUTH", raising=False)
+    assert main(["app", "--runs", str(runs), "--host", "0.0.0.0", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "--auth" in err and "MEDIX_APP_AUTH" in err and "Traceback" not in err
+    assert main(["app", "--runs", str(runs), "--auth", "nocolon"]) == 2
+    assert "USER:PASSWORD" in capsys.readouterr().err
+    assert main(["app", "--runs", str(runs / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_login_required_when_auth_is_set(runs):

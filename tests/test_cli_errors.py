@@ -228,10 +228,10 @@ def test_verbosity_before_or_after_the_subcommand(monkeypatch, capsys, argv, lev
 
     seen = []
     monkeypatch.setattr(data_cmd, "cmd_stats", lambda args: seen.append(
-        logging.getLogger("medix_r1.data").getEffectiveLevel()) or 0)
+        (logging.getLogger("medix_r1.data").getEffectiveLevel(), args.verbose)) or 0)
     before = logging.getLogger("medix_r1").level
     assert main(argv) == 0
-    assert seen == [level]
+    assert seen == [(level, argv.count("-v") + 2 * argv.count("-vv"))]  # commands see the total count too
     assert logging.getLogger("medix_r1").level == before  # in-process callers get their level back
 
 

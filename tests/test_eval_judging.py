@@ -302,3 +302,35 @@ def test_shipped_labels_and_calibrate_with_a_scripted_judge(tmp_path, capsys):
     bad.write_text('{"reference": "a", "prediction": "b", "label": "perhaps"}\n')
     with pytest.raises(LabelFileError, match=r"bad\.jsonl:1: field 'label'"):
         read_labels(bad)
+
+
+def test_local_judge_takes_the_rewards_constrained_path_and_the_report_names_it_weak(tmp_path):
+    """make demo's eval judge: the bundled SmolLM2 through the reward's YES/NO prompt, one forward pass per
+    verdict (no generation); the report's first lines say the judge is weak."""
+    from medix_r1.judge import LocalChatBackend
+
+    rows = [{"id": f"s{i}", "question": q, "answer": a} for i, (q, a) in enumerate(
+        [("Which organ is enlarged?", "Spleen"), ("Which bone is broken?", "Radius"),
+         ("What is the diagnosis?", "Pneumonia")])]
+    task = write_task(tmp_path / "local.jsonl", rows)
+    backend = LocalChatBackend()
+    calls = {"choose": 0, "generate": 0}
+    choose, generate = backend.choose_batch, backend.generate_batch
+
+    def count(name, fn):
+        def wrapped(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapped
+
+    backend.choose_batch, backend.generate_batch = count("choose", choose), count("generate", generate)
+    with StubChatServer("<thinking>t</thinking><answer>an inflamed lung</answer>", model="policy") as pol:
+        res = run_eval(str(task), gen(pol), JudgeSettings(backend=backend, cache=None, rounds=1), tmp_path / "o",
+                       progress=False, bootstrap=20)
+    j = records(tmp_path / "o" / "judgements.jsonl")
+    assert {r["judge_prompt"] for r in j.values()} == {"reward-default-fewshot@1"}
+    assert all(r["status"] == "ok" and r["raw"] in ("YES", "NO") for r in j.values())
+    assert calls["choose"] >= 1 and calls["generate"] == 0
+    assert res["judge"]["weak"] is True
+    head = (tmp_path / "o" / "report.md").read_text().split("- **model**")[0]
+    assert "smollm2-135m-instruct is the bundled SmolLM2-135M: a weak judge" in head

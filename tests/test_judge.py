@@ -201,7 +201,7 @@ def test_unparseable_reply_and_body():
 def test_refused_connection():
     judge = Judge(OpenAIChatBackend(refused_url(), model="m", timeout=2, max_retries=1, backoff_s=0.01))
     v = judge.judge(REQS[:1])
-    assert (v[0].score, v[0].status) == (None, "error") and "ConnectError" in v[0].error
+    assert (v[0].score, v[0].status) == (None, "error") and "Connect" in v[0].error
     with pytest.raises(BackendError, match="vllm serve"):
         judge.check()
 

@@ -75,7 +75,8 @@ def log_level(verbose: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    verbose = verbosity(args)
+    verbose = args.verbose = verbosity(args)  # commands read args.verbose: give them the total count
+    args.verbose_sub = 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not getattr(args, "func", None):
         parser.print_help()

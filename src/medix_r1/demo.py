@@ -139,8 +139,10 @@ def stage_train(out: Path, overrides: list[str], say):
 def stage_eval(out: Path, trained_checkpoint: Path | None, say) -> tuple[dict, dict | None]:
     from medix_r1.eval import run_eval
     from medix_r1.eval.compare import compare_runs, render_compare_markdown
+    from medix_r1.judge import LocalChatBackend
 
-    kwargs = {"tasks": DEMO_EVAL_TASK, "judge": "local", "template": "medix-3shot",
+    # One judge for both evaluations: it is loaded once, and its cached worked-example prefix is reused.
+    kwargs = {"tasks": DEMO_EVAL_TASK, "judge": LocalChatBackend(), "template": "medix-3shot",
               "max_new_tokens": DEMO_EVAL_TOKENS, "rounds": 1, "limit": DEMO_EVAL_LIMIT, "max_error_rate": 0.5,
               "batch_size": DEMO_EVAL_BATCH}
     say(f"evaluating the starting policy on the first {DEMO_EVAL_LIMIT} questions of {DEMO_EVAL_TASK} (local "
@@ -172,12 +174,16 @@ _REPO_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "cpu.y
 DEMO_RECIPE = str(_REPO_RECIPE if _REPO_RECIPE.is_file() else Path("recipes/demo/cpu.yaml"))
 DEMO_EVAL_TASK = "medix-demo"
 DEMO_EVAL_TOKENS = 48  # as in training (max_completion_length): the format fits, nothing longer is needed
-DEMO_EVAL_LIMIT = 24
+DEMO_EVAL_LIMIT = 16  # the prompt (3 worked examples, ~540 tokens) dominates: each question costs its prefill
 DEMO_EVAL_BATCH = 8
 
 
 def run_demo(output_dir: str | Path = "runs/demo", *, train: bool = True, evaluate: bool = True,
              set_overrides: list[str] | None = None, say=print) -> DemoResult:
+    import warnings
+
+    # transformers repeats deprecation notices (gradient checkpointing names) at every training step: noise here.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     out = Path(output_dir)
     if train:
         check_overrides(set_overrides or [])

@@ -222,9 +222,11 @@ def eval_results(run_dir: str | Path) -> dict:
 
 
 def _state(g: dict | None, j: dict | None) -> tuple[str, float | None]:
+    from medix_r1.eval.records import GenerationRecord, JudgementRecord
     from medix_r1.eval.scoring import _sample_state  # the score phase's own definition of a sample's state
 
-    state, score, _ = _sample_state(g, j)
+    state, score, _ = _sample_state(GenerationRecord.from_dict(g) if g is not None else None,
+                                    JudgementRecord.from_dict(j) if j is not None else None)
     if state == "scored":
         return ("correct" if score >= 0.5 else "wrong"), score
     return state, None
@@ -277,7 +279,8 @@ def _build_eval_samples(run: Path) -> tuple[list[dict], list[str]]:
     out = []
     for task, sid in order:
         g, j = gens.get((task, sid)), judgements.get((task, sid))
-        if j is not None and judge_model and j.get("method") == "judge" and j.get("judge_model") != judge_model:
+        if j is not None and judge_model and j.get("method") in ("judge", "guard") \
+                and j.get("judge_model") != judge_model:
             j = None
         state, score = _state(g, j)
         g = g or {}
@@ -293,7 +296,7 @@ def _build_eval_samples(run: Path) -> tuple[list[dict], list[str]]:
             "answer": parsed.final_answer if parsed else None,
             "well_formed": parsed.well_formed if parsed else None, "format_issue": parsed.reason if parsed else None,
             "verdict": None if j is None else {k: j.get(k) for k in ("status", "method", "reason", "score",
-                                                                    "judge_model", "error")},
+                                                                    "judge_model", "error", "flagged")},
             "rounds": _rounds(j), "error": g.get("error"),
         })
     return out, problems

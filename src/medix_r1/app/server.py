@@ -56,7 +56,13 @@ def launch(runs: str | Path, *, host: str = "127.0.0.1", port: int = 7860, auth:
                          fix="run `make demo` (it writes runs/demo) or pass --runs DIR")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own startup probes, one line each
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline tool
-    from medix_r1.app.ui import build_app
+    try:
+        from medix_r1.app.ui import build_app
+    except ImportError as exc:
+        if exc.name != "gradio":
+            raise
+        raise UsageError("the app needs Gradio, which is not installed",
+                         fix='run `make setup` (it installs the app extra and gradio)') from None
 
     demo = build_app(runs, max_new_tokens=max_new_tokens)
     demo.queue(default_concurrency_limit=2)

@@ -33,6 +33,13 @@ def _message(exc: BaseException) -> str:
     return f"**Error:** {html.escape(type(exc).__name__)}: {html.escape(str(exc)[:300])} (details in the server log)"
 
 
+def _frame(rows: list, headers: list[str]):
+    """A table with its own column names (a Dataframe's headers change with its value this way)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=headers)
+
+
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * float(v):.1f}"
 
@@ -205,12 +212,15 @@ def _sample_detail(state: AppState, name: str, sample: dict | None):
     def cell(v):
         return esc("-" if v is None else str(v))
 
+    def code(v):  # inside backticks Markdown shows text as is: no entities, only the backticks go
+        return ("-" if v is None else str(v)).replace("`", "'").replace("|", "/").replace("\n", " ")
+
     verdict = sample.get("verdict") or {}
-    rounds = "\n".join(f"| {r['round']} | {cell(r['vote'])} | `{cell(r['raw'])[:300]}` |" for r in sample["rounds"])
+    rounds = "\n".join(f"| {r['round']} | {cell(r['vote'])} | `{code(r['raw'])[:300]}` |" for r in sample["rounds"])
     md = "\n".join([
         f"### {esc(sample['task'])} / {esc(sample['id'])}: **{esc(sample['state'])}**", "",
         f"**Question:** {cell(sample['question'])}", "", f"**Reference:** {cell(sample['reference'])}", "",
-        f"**Prediction:** `{cell(sample['prediction'])}`", "",
+        f"**Prediction:** `{code(sample['prediction'])}`", "",
         f"- modality tag: {cell(sample['tag'])}", f"- reasoning: {cell(sample['reasoning'])}",
         f"- answer: {cell(sample['answer'])}",
         f"- well formed: {cell(sample['well_formed'])}" + (f" ({cell(sample['format_issue'])})"
@@ -325,7 +335,7 @@ def _runs_tab(state: AppState, demo: gr.Blocks) -> None:
                 msg, fig, steps, samples = _train_view(state, name)
                 last = steps[-1] if steps else None
                 data = _train_samples_table(samples, last)
-                table_update = gr.update(value=data[0], headers=data[1]) if data else gr.update(value=[])
+                table_update = _frame(*data) if data else _frame([], ["completion"])
                 return (msg, gr.update(visible=True), hidden, fig, gr.update(choices=steps, value=last),
                         table_update, {str(k): v for k, v in samples.items()}, *nothing[4:])
             if kind != "eval":
@@ -375,7 +385,7 @@ def _runs_tab(state: AppState, demo: gr.Blocks) -> None:
 
     def pick_step(samples, st):
         data = _train_samples_table({int(k): v for k, v in (samples or {}).items()}, st)
-        return gr.update(value=data[0], headers=data[1]) if data else gr.update(value=[])
+        return _frame(*data) if data else _frame([], ["completion"])
 
     step.input(pick_step, [samples_state, step], [train_table], api_name=False)
 
@@ -553,8 +563,7 @@ def _review_tab(state: AppState, demo: gr.Blocks) -> None:
             headers = ["task", f"{x} wins", f"{y} wins", "ties", "both wrong", "n", f"{x} win rate %", "95% CI"]
             note = f"{res['n_votes']} votes by {', '.join(res['reviewers']) or 'nobody yet'}.\n\n" + \
                    agreement.replace("\n", "\n\n")
-            return note, gr.update(value=rows, headers=headers), [str(folder / "results.csv"),
-                                                                  str(folder / "votes.csv")]
+            return note, _frame(rows, headers), [str(folder / "results.csv"), str(folder / "votes.csv")]
         except Exception as exc:  # noqa: BLE001
             return _message(exc), [], None
 

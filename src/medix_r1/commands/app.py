@@ -36,12 +36,5 @@ def register(subparsers) -> None:
 def cmd_app(args) -> int:
     from medix_r1.app.server import launch
 
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        from medix_r1.errors import UsageError
-
-        raise UsageError("the app needs Gradio, which is not installed",
-                         fix="run `make setup` (it installs the app extra)") from None
     launch(args.runs, host=args.host, port=args.port, auth=args.auth, max_new_tokens=args.max_new_tokens)
     return 0

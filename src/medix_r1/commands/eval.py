@@ -192,32 +192,11 @@ def _run_phases(args, phases: tuple[str, ...]) -> int:
 
 
 def _guarded(fn):
-    """Say the library's expected failures that are not yet :class:`~medix_r1.errors.MedixError` in its terms
-    (one message, exit 2 or 3); everything else is a bug and keeps its traceback."""
+    """Keep httpx's per-request INFO lines out of the progress bars (``-vv`` shows them). Errors are the
+    library's own (:class:`~medix_r1.errors.MedixError`): ``medix_r1.cli.run_command`` prints them."""
     def run(args) -> int:
-        # One INFO line per HTTP request would bury the progress bars; -vv shows them.
         logging.getLogger("httpx").setLevel(logging.DEBUG if getattr(args, "verbose", 0) >= 2 else logging.WARNING)
-        from medix_r1.errors import BudgetExceeded, InputError, MedixError, ServiceError
-        from medix_r1.eval.sources import DataUnavailable
-        from medix_r1.eval.store import StoreCorrupt
-        from medix_r1.eval.taskspec import TaskConfigError
-        from medix_r1.judge import BackendError, JudgeErrorBudgetExceeded
-        from medix_r1.registry import UnknownNameError
-
-        try:
-            return fn(args)
-        except MedixError:
-            raise
-        except JudgeErrorBudgetExceeded as exc:
-            raise BudgetExceeded(str(exc)) from None
-        except BackendError as exc:
-            raise ServiceError(str(exc)) from None
-        except (DataUnavailable, StoreCorrupt) as exc:
-            raise InputError(str(exc)) from None
-        except TaskConfigError as exc:
-            raise UsageError(str(exc)) from None
-        except UnknownNameError as exc:
-            raise UsageError(str(exc).strip("'\"")) from None
+        return fn(args)
     return run
 
 

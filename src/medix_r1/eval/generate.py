@@ -180,7 +180,7 @@ async def agenerate_phase(tasks: list[TaskData], generator: Generator, out_dir: 
             for td, sample in batch:
                 try:
                     # Decoding (large X-rays, PNG) runs in a thread: PIL releases the GIL, the loop keeps going.
-                    images = await asyncio.to_thread(sample.load_images)
+                    images = await asyncio.to_thread(sample.load_images) if sample.images else []
                 except SampleError as exc:
                     await store.aappend(GenerationRecord(
                         status="bad_input", error=f"{exc.field}: {exc.message}", field=exc.field, task=td.spec.name,

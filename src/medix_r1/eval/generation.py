@@ -8,8 +8,8 @@ prompt: no system prompt, no template, no instruction, a blank line before ``Cho
 
 Backends, all behind :class:`Generator` (``name``, ``batch_size``, ``concurrency``, ``generate(batch)``):
 
-- :class:`ChatGenerator`: any :class:`~medix_r1.judge.base.ChatBackend`; with
-  :class:`~medix_r1.judge.OpenAIChatBackend` that is any OpenAI-compatible endpoint (``vllm serve``...),
+- :class:`ChatGenerator`: any :class:`~medix_r1.clients.base.ChatBackend`; with
+  :class:`~medix_r1.clients.openai.OpenAIChatBackend` that is any OpenAI-compatible endpoint (``vllm serve``...),
   one request per sample, ``concurrency`` in flight, images as base64 JPEG data URLs;
 - :class:`TransformersGenerator`: in-process transformers through :func:`medix_r1.models.generate_chat`
   (any model :func:`medix_r1.models.load_policy` loads), batched, in a worker thread;
@@ -293,9 +293,13 @@ async def check_endpoint(backend: Any, *, role: str) -> list[str]:
     base = backend.base_url
     start = ("`vllm serve MODEL --host 127.0.0.1 --port 8001`" if role == "generator"
              else f"`vllm serve {DEFAULT_EVAL_JUDGE} --host 127.0.0.1 --port 8000`, or use --judge local")
+    from medix_r1.clients.base import BackendError
+    from medix_r1.clients.openai import shared_ssl_context
+
     headers = backend._headers() if hasattr(backend, "_headers") else {}
     try:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=min(backend.timeout, 10.0)) as client:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=min(backend.timeout, 10.0),
+                                     verify=shared_ssl_context()) as client:
             resp = await client.get("/models")
     except (httpx.HTTPError, OSError) as exc:
         raise ServiceError(f"cannot reach the {what} at {base} ({type(exc).__name__}: {exc or 'no answer'})",
@@ -311,17 +315,23 @@ async def check_endpoint(backend: Any, *, role: str) -> list[str]:
         raise ServiceError(f"the {what} at {base} serves {', '.join(map(repr, served))}, not "
                            f"{backend.model_name!r}", where=model_flag,
                            fix=f"pass {model_flag} {served[0]}, or serve {backend.model_name} there")
+    try:
+        await backend.check()  # the client learns what it needs (e.g. a server that loads models on demand)
+    except BackendError as exc:
+        raise ServiceError(f"the {what} at {base}: {exc.what}", where=url_flag,
+                           fix=f"check {url_flag} and {model_flag}") from None
     return served
 
 
 def openai_generator(base_url: str, model: str, *, concurrency: int = 16, timeout: float = 600.0,
                      max_retries: int = 2, api_key_env: str = "MEDIX_MODEL_API_KEY") -> ChatGenerator:
     """A generator for any OpenAI-compatible endpoint (the API key, if any, comes from ``api_key_env``)."""
-    from medix_r1.judge import OpenAIChatBackend
+    from medix_r1.clients.openai import OpenAIChatBackend
 
     # No chat_template_kwargs for the policy: its own chat template decides whether it thinks.
     backend = OpenAIChatBackend(base_url, model, api_key_env=api_key_env, timeout=timeout,
-                                max_retries=max_retries, concurrency=concurrency, disable_thinking=False)
+                                max_retries=max_retries, concurrency=concurrency, disable_thinking=False,
+                                role="policy")
     return ChatGenerator(backend, concurrency=concurrency, name=model)
 
 

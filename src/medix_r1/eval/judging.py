@@ -196,7 +196,7 @@ class EvalBinaryPrompt(_EvalPrompt):
         return parse_binary_verdict(reply)
 
     def _examples(self) -> list[dict]:
-        # Small local judges copy worked examples far better than they follow rules (offline.md).
+        # Small local judges copy worked examples far better than they follow rules (measured on SmolLM2-135M).
         if not self.few_shot:
             return []
         out = []

@@ -158,9 +158,8 @@ def _header_lines(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 def render_markdown(results: dict[str, Any], chart: str | None = CHART_FILE) -> str:
     parts = ["# medix-r1 eval report", ""]
-    parts += [f"> **WARNING**: {w}" for w in warning_lines(results)]
-    if warning_lines(results):
-        parts.append("")
+    for w in warning_lines(results):
+        parts += [f"> **WARNING**: {w}", ""]
     parts += [f"- **{k}**: {v}" for k, v in _header_lines(results)]
     parts += ["", NOTE, ""]
     parts += ["## Summary", "", _md_table(SUMMARY_HEADER, summary_rows(results)), ""]

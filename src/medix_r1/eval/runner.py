@@ -217,7 +217,7 @@ def run_eval(tasks: str | list | TaskSpec | None = None, model: Any = None, judg
                              fix="pass --judge-url/--judge-model (or --judge local)")
     if "generate" in phases:
         if tasks is None or model is None:
-            raise UsageError("the generate phase needs tasks and a model", where="--tasks/--model")
+            raise UsageError("the generate phase needs tasks and a model", where="--tasks", fix="pass --tasks and --model")
         check_writable(out)
         prompt = _prompt_options(template, system_prompt, proto)
         data = load_tasks(tasks, data_dirs, limit=limit, skip_missing=skip_missing, protocol=proto.name)

@@ -132,6 +132,7 @@ class Judge:
 
         async def one(key: str, idxs: list[int]) -> None:
             async with sem:
+                self._check_budget()  # a slot freed by the call that broke the budget must not send another
                 v = await self._judge_one(requests[idxs[0]])
             batch = []
             for n, i in enumerate(idxs):

@@ -9,18 +9,24 @@
   GRPO run leaves them; no model is trained, so it takes milliseconds.
 - :func:`make_image_task`: a canonical JSONL task of N image questions with small PNGs (the 1,000-sample
   paging benchmark).
+- :class:`AppProcess`: ``medix-r1 app`` in a subprocess on a free 127.0.0.1 port, ready when it says so.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from medix_r1.eval.simulate import judge_reply, policy_reply
 from medix_r1.testing.openai_stub import StubChatServer
+from medix_r1.testing.simulate import judge_reply, policy_reply
 
 
 def modality_policy(messages: list[dict], request: dict | None = None) -> str:
@@ -34,7 +40,7 @@ def make_eval_run(out: str | Path, policy: Callable = policy_reply, *, tasks=("m
                   data_dirs=None) -> Path:
     from medix_r1.eval import run_eval
     from medix_r1.eval.generation import openai_generator
-    from medix_r1.eval.phases import JudgeSettings
+    from medix_r1.eval.judge_phase import JudgeSettings
     from medix_r1.judge import OpenAIChatBackend
 
     out = Path(out)
@@ -104,4 +110,55 @@ def make_demo_runs(root: str | Path) -> Path:
     return root
 
 
-__all__ = ["make_demo_runs", "make_eval_run", "make_image_task", "make_training_run", "modality_policy"]
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppProcess:
+    """``python -m medix_r1.cli app --runs RUNS`` in a subprocess; the constructor returns when it is ready
+    (``ready_s``: seconds from start to its "app ready" line) or raises with its output."""
+
+    def __init__(self, runs: str | Path, *extra: str, env: dict | None = None, timeout: float = 120):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        src = str(Path(__file__).resolve().parents[2])
+        full_env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                    "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "medix_r1.cli", "app", "--runs", str(runs),
+                                      "--port", str(self.port), *extra], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=full_env)
+        self.output: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "app ready at" in line:
+                self.ready_s = time.perf_counter() - t0
+                return
+        self.stop()
+        raise RuntimeError("the app did not start:\n" + "".join(self.output))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> AppProcess:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+__all__ = ["AppProcess", "free_port", "make_demo_runs", "make_eval_run", "make_image_task", "make_training_run", "modality_policy"]

@@ -55,7 +55,7 @@ class BatchLayout:
             (f"  completions per optimizer step: {self.per_update} ({p} per device x {n} x "
             f"gradient_accumulation_steps {self.gradient_accumulation_steps})"),
             (f"  completions per generation round: {self.per_round} ({self.per_round // self.num_generations} "
-            f"prompts x {self.num_generations})"),
+            f"prompt{'s' if self.per_round // self.num_generations != 1 else ''} x {self.num_generations})"),
             (f"  optimizer steps per round: {self.steps_per_round} (steps_per_generation "
             f"{self.steps_per_generation} x num_iterations {self.num_iterations} / "
             f"gradient_accumulation_steps {self.gradient_accumulation_steps})"),

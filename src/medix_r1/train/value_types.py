@@ -86,6 +86,8 @@ def check_value(tp: Any, value: Any, key: str, notes: list[str]) -> Any:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _check_choice([str(m.value) for m in tp], value, key, notes)
     if dataclasses.is_dataclass(tp):
+        if value is None:
+            return None  # "use the defaults" (RewardConfig takes judge: null so): left to the receiver
         if not isinstance(value, dict):
             raise ValueTypeError(key, f"expected a mapping, got {_describe(value)}")
         return check_mapping(tp, value, key, notes)
