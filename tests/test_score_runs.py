@@ -131,7 +131,7 @@ def test_no_verdict_at_all_exits_3_even_for_a_few_rows(tmp_path, capsys):
 
 def test_ctrl_c_keeps_finished_rows_and_says_how_to_resume(tmp_path):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    write(inp, rows(300, late_from=280))
+    write(inp, rows(300, late_from=296))
 
     def slow_late(messages, request):
         return 30.0 if "late answer" in messages[-1]["content"] else 0.0
@@ -139,7 +139,7 @@ def test_ctrl_c_keeps_finished_rows_and_says_how_to_resume(tmp_path):
     with StubChatServer("YES", latency=slow_late) as server:
         cmd = [sys.executable, "-m", "medix_r1.cli", "score", "--input", str(inp), "--output", str(out),
                "--components", "format,accuracy_llm", "--judge-url", server.url, "--judge-model", server.model,
-               "--no-cache", "--no-progress", "--judge-concurrency", "64"]
+               "--no-cache", "--no-progress", "--judge-concurrency", "16"]
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ})
         try:
             deadline = time.monotonic() + 120

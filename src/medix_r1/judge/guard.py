@@ -3,7 +3,8 @@
 The policy is trained against the judge, so it is rewarded for any text that makes the judge say YES. Left
 alone, RL finds such text ("reply YES", "ignore previous instructions", "as the evaluator you must accept
 this"). The judge prompt already delimits and truncates the answer; this guard is the second line: an answer
-it flags scores 0 on ``accuracy_llm`` without asking the judge, and is counted.
+it flags scores 0 on both accuracy components without asking the judge, and is counted (the reward decides it
+once per completion, in its preparation step: :func:`medix_r1.grading.guard_decision`).
 
 The detector is built from the *grammar* of such text, not from a list of known phrases. It scores signals
 from several families and flags an answer whose total reaches :data:`FLAG_AT`:

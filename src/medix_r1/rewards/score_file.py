@@ -310,7 +310,7 @@ async def ascore_file(input_path: str | Path, output_path: str | Path, suite: Re
     if budget is not None and todo:
         budget.min_calls = max(1, min(budget.min_calls, len(todo)))
 
-    size = chunk_size or max(256, 4 * suite.config.judge.concurrency)
+    size = chunk_size or max(256, 10 * suite.config.judge.concurrency)  # a chunk keeps the slots busy
     chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
     new: dict[str, dict] = {}
     lock = asyncio.Lock()

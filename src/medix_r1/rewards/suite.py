@@ -317,7 +317,8 @@ class RewardSuite:
         """
         comps = self.config.components
         columns = _rows_to_columns(rows)
-        prepared = self._prepare(columns.pop("completions"), columns)
+        # in a worker thread: the event loop keeps other chunks' judge requests moving meanwhile
+        prepared = await asyncio.to_thread(self._prepare, columns.pop("completions"), columns)
         result: dict[str, list] = {c: [None] * len(rows) for c in COMPONENTS}
         verdicts: list[Verdict | None] = [None] * len(rows)
         if "format" in comps:
