@@ -127,3 +127,10 @@ def test_review_queue_votes_results_and_export(runs, tmp_path, capsys):
 def test_review_results_on_a_folder_that_is_not_a_review(tmp_path, capsys):
     assert main(["review", "results", str(tmp_path)]) == 2
     assert "not a review folder" in capsys.readouterr().err
+
+
+def test_a_review_can_hide_the_reference(runs, tmp_path):
+    folder = create_review(tmp_path / "blind", *runs, show_reference=False)
+    with Review(folder) as r:
+        assert r.show_reference is False
+        assert r.meta["runs"]["x"]["path"] == str(runs[0].resolve())

@@ -8,7 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from medix_r1.train.launch import check_process_count, distributed_engine, policy_device, requested_processes
+from medix_r1.errors import UsageError
+from medix_r1.train.launch import (
+    check_engine,
+    check_process_count,
+    distributed_engine,
+    policy_device,
+    requested_processes,
+)
 
 ACCELERATE = ["/venv/bin/python", "/venv/bin/accelerate", "launch"]
 
@@ -55,3 +62,12 @@ def test_one_process_where_two_were_asked_for_is_warned_with_the_fix(monkeypatch
     assert message in caplog.text
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert check_process_count(argv) is None  # both started: nothing to say
+
+
+def test_fsdp_on_cpu_is_refused_and_fsdp_on_gpu_is_not(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(UsageError, match="accelerate runs FSDP on GPUs only"):
+        check_engine(SimpleNamespace(use_cpu=True, device="cpu"))
+    check_engine(SimpleNamespace(use_cpu=False, device="cuda:0"))
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    check_engine(SimpleNamespace(use_cpu=True, device="cpu"))

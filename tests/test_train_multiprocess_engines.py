@@ -4,10 +4,12 @@ A tiny random Qwen2.5-VL trains two GRPO steps with the composite reward (format
 judge on 127.0.0.1, the bundled MiniLM embedder) under
 
 - DDP, launched with ``torchrun --nproc_per_node 2``, then ``--resume``d to a third step;
-- DeepSpeed ZeRO-3 and FSDP2, launched with ``accelerate launch`` and the CPU twins of
-  ``recipes/accelerate/zero3.yaml`` / ``fsdp2.yaml`` (regression: ZeRO-3 could not start because the policy
-  loaded with a ``device_map``; FSDP was not detected under accelerate's config, so the policy did not load on
-  the CPU first).
+- DeepSpeed ZeRO-3, launched with ``accelerate launch`` and the CPU twin of ``recipes/accelerate/zero3.yaml``
+  (regression: ZeRO-3 could not start because the policy loaded with a ``device_map``; and the reward's
+  embedder, loaded lazily after ZeRO-3 was on, came out partitioned and empty).
+
+FSDP2 cannot run on CPU through accelerate 1.15 (it applies FSDP to GPU launches only and would train plain
+DDP): that launch must fail with a clear message.
 
 Each run checks: the full weights are identical on both ranks after every step (and change), ``metrics.jsonl``
 has one row per step, and no file of the run folder is opened for writing by both processes. The training
@@ -117,11 +119,17 @@ def test_deepspeed_zero3_starts_and_trains(recipe, tmp_path):
     _reloads(out / "final")  # the 16-bit weights gathered at save (zero3_save_16bit_model)
 
 
-def test_fsdp2_starts_and_trains(recipe, tmp_path):
+def test_fsdp2_on_cpu_is_refused_clearly_instead_of_running_unsharded(recipe, tmp_path):
+    """accelerate 1.15 applies FSDP on GPU launches only: with use_cpu it trains plain DDP (measured: both
+    processes held whole, unsharded parameters) although the config says FSDP. medix-r1 refuses that."""
     config = cpu_accelerate_config("fsdp2", tmp_path)
-    out, _ = _train(tmp_path, recipe, launcher="accelerate", accelerate_config=config)
-    _check_run(out, [1, 2], "fsdp")
-    _reloads(out / "final")
+    res = launch(["train", str(recipe), "--output-dir", str(tmp_path / "run")], launcher="accelerate",
+                 accelerate_config=config, log_dir=tmp_path / "logs", timeout=600)
+    assert res.returncode != 0 and set(res.rank_exitcodes.values()) <= {2, -15}, res.describe()
+    err = res.stderr(0) + res.stderr(1)
+    assert "accelerate runs FSDP on GPUs only" in err and "cpu_ddp.yaml" in err, res.describe()
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint-1").exists()
 
 
 BUILD_SCRIPT = """

@@ -57,27 +57,49 @@ def open_upload(path: str | Path):
     return img.convert("RGB"), f"{img.format or 'image'} {img.width}x{img.height}"
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_model_libraries() -> None:
+    """Import torch and transformers (seconds of CPU on a small machine). The app calls it in the background
+    once the page is up, so the first Ask spends its time loading the policy, not importing; the policy itself
+    still loads on first use. One lock: transformers' lazy imports are not safe from two threads at once."""
+    with _IMPORT_LOCK:
+        try:
+            import torch  # noqa: F401
+            from transformers import AutoConfig, AutoModelForImageTextToText, TextIteratorStreamer  # noqa: F401
+
+            import medix_r1.models.loading  # noqa: F401
+        except Exception as exc:  # noqa: BLE001 - the policy load that follows reports it properly
+            log.info("importing the model libraries failed: %s", exc)
+
+
 class PolicyPool:
     """One loaded in-process policy at a time, loaded on first use, shared by all sessions."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
         self._lock = threading.Lock()
         self._key: tuple | None = None
         self._policy = None
         self.load_seconds: float | None = None
 
     def get(self, source: str, trust_remote_code: bool = False):
+        import_model_libraries()  # waits for the background import instead of racing it
         from medix_r1.models import embedded_policy_path, load_policy
 
         key = (source, trust_remote_code)
         with self._lock:
             if self._key != key:
                 self._policy = None  # free the old one before loading the next
+                if self.threads:
+                    import torch
+
+                    torch.set_num_threads(self.threads)
                 t0 = time.perf_counter()
                 target = str(embedded_policy_path()) if source == EMBEDDED else source
                 try:
-                    self._policy = load_policy(target, trust_remote_code=trust_remote_code, device="cpu"
-                                               if os.environ.get("MEDIX_APP_CPU") else None)
+                    self._policy = load_policy(target, trust_remote_code=trust_remote_code)
                 except Exception as exc:  # noqa: BLE001 - shown in the page, with the loader's own message
                     raise UsageError(f"cannot load policy {source!r}: {exc}",
                                      fix="pick the embedded policy, a run's checkpoint, a model folder or a "
@@ -107,8 +129,9 @@ def build_messages(question: str, has_image: bool, template: str = "medix") -> l
     return get_template(template).render(sample)
 
 
-def stream_local(policy, question: str, image, *, max_new_tokens: int = 128) -> Iterator[str]:
-    """Yield the growing reply of an in-process policy (greedy)."""
+def stream_local(policy, question: str, image, *, max_new_tokens: int = 128,
+                 threads: int | None = None) -> Iterator[str]:
+    """Yield the growing reply of an in-process policy (greedy), generating with ``threads`` CPU threads."""
     import torch
     from transformers import TextIteratorStreamer
 
@@ -133,6 +156,8 @@ def stream_local(policy, question: str, image, *, max_new_tokens: int = 128) -> 
 
     def run() -> None:
         try:
+            if threads:  # OpenMP's thread count is per thread: set it where generation runs
+                torch.set_num_threads(threads)
             with torch.inference_mode():
                 model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
                                top_p=None, top_k=None, pad_token_id=policy.tokenizer.pad_token_id, streamer=streamer)
@@ -203,6 +228,7 @@ def score_reply(reply: str, reference: str, question: str, *, modality: str | No
                 judge_url: str | None = None, judge_model: str | None = None) -> dict:
     """The composite reward of one reply: each component, the judge's raw reply and status (the guard's
     decision shows as status ``injection``), and the total."""
+    import_model_libraries()  # the judge and the embedder import transformers: not alongside the background import
     from medix_r1.rewards import JudgeConfig, RewardConfig, score_completions
 
     judge = (JudgeConfig(backend="openai", url=judge_url, model=judge_model or None, max_retries=0)

@@ -4,13 +4,15 @@
   otherwise :func:`check_bind` raises :class:`~medix_r1.errors.UsageError` (exit 2) saying so.
 - Gradio serves files only from ``allowed_paths`` (here: the runs folder) and its own upload cache; any
   other path, including one that leaves the runs folder through ``..`` or a symlink, is answered 403.
-- Nothing heavy is loaded at start: the policy loads on first use.
+- Nothing heavy is loaded at start: once the page is up, torch and transformers are imported in the
+  background; the policy itself loads on first use.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def check_bind(host: str, auth: list[tuple[str, str]] | None) -> None:
 
 
 def launch(runs: str | Path, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
-           max_new_tokens: int = 256, block: bool = True):
+           max_new_tokens: int = 256, threads: int | None = None, block: bool = True):
     """Build and serve the app; returns the Blocks (when ``block`` is False, the server runs in a thread)."""
     t0 = time.perf_counter()
     logins = parse_auth(auth if auth is not None else os.environ.get(AUTH_ENV))
@@ -64,7 +66,7 @@ def launch(runs: str | Path, *, host: str = "127.0.0.1", port: int = 7860, auth:
         raise UsageError("the app needs Gradio, which is not installed",
                          fix='run `make setup` (it installs the app extra and gradio)') from None
 
-    demo = build_app(runs, max_new_tokens=max_new_tokens)
+    demo = build_app(runs, max_new_tokens=max_new_tokens, threads=threads)
     demo.queue(default_concurrency_limit=2)
     demo.launch(server_name=host, server_port=port, auth=logins, allowed_paths=[str(runs.resolve())],
                 prevent_thread_lock=True, show_error=False, quiet=True, ssr_mode=False, inbrowser=False,
@@ -72,6 +74,9 @@ def launch(runs: str | Path, *, host: str = "127.0.0.1", port: int = 7860, auth:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"medix-r1 app ready at http://{shown}:{port} (runs: {runs.resolve()}; "
           f"{time.perf_counter() - t0:.1f} s){' with login' if logins else ''}. Ctrl-C stops it.", flush=True)
+    from medix_r1.app.ask import import_model_libraries
+
+    threading.Thread(target=import_model_libraries, name="medix-app-imports", daemon=True).start()
     if block:
         try:
             demo.block_thread()

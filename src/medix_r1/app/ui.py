@@ -47,9 +47,9 @@ def _pct(v: Any) -> str:
 class AppState:
     """What every session shares: the runs root and the loaded policy."""
 
-    def __init__(self, runs_root: Path, *, max_new_tokens: int = 256):
+    def __init__(self, runs_root: Path, *, max_new_tokens: int = 256, threads: int | None = None):
         self.root = Path(runs_root)
-        self.pool = ask_mod.PolicyPool()
+        self.pool = ask_mod.PolicyPool(threads)
         self.max_new_tokens = max_new_tokens
 
     def runs(self, kind: str | None = None) -> list[str]:
@@ -86,7 +86,8 @@ def _ask(state: AppState, policy, url, served, trust, upload, question, referenc
         else:
             yield ("", f"Loading policy `{policy}` (first use)...", *empty[:5])
             pol = state.pool.get(policy or ask_mod.EMBEDDED, bool(trust))
-            stream = ask_mod.stream_local(pol, question, image, max_new_tokens=int(max_tokens))
+            stream = ask_mod.stream_local(pol, question, image, max_new_tokens=int(max_tokens),
+                                          threads=state.pool.threads)
         reply = ""
         for reply in stream:
             yield (reply, "Generating...", *empty[:5])
@@ -113,11 +114,16 @@ def _reward_markdown(scored: dict) -> str:
     total = scored.get("total")
     raw = d.get("judge_raw")
     status = d.get("judge_status")
-    guard = "flagged: answer addressed the grader (scored 0)" if status == "injection" else "passed"
+    if d.get("injection") or status == "injection":
+        reasons = "; ".join(d.get("injection_reasons") or []) or "the answer addresses the grader"
+        guard = f"flagged ({html.escape(reasons)})"
+    else:
+        guard = "passed"
     return "\n".join([
         "| component | reward |", "|---|---|", *rows,
         f"| **total** | {'-' if total is None else f'{total:.2f}'} |", "",
-        f"Judge status: `{status}`; shortcut: `{d.get('shortcut')}`; guard: {guard}",
+        (f"Judge status: `{status}`; decided by: `{d.get('rule') or d.get('shortcut') or 'judge'}`; "
+         f"injection guard: {guard}"),
         "", "Judge's raw reply:", "", f"```\n{raw if raw is not None else '(no judge call)'}\n```"])
 
 
@@ -174,8 +180,9 @@ def _train_samples_table(samples: dict, step: str):
     rows = samples.get(int(step)) if step else None
     if not rows:
         return []
-    cols = [c for c in rows[0] if c not in ("step",)]
-    return [[r.get(c) for c in cols] for r in rows], cols
+    # Rewards first, then the completion; the prompt (the tail of a long chat) last and cut short.
+    cols = [c for c in rows[0] if c not in ("step", "prompt", "completion")] + ["completion", "prompt"]
+    return [[(str(r.get(c) or "")[-120:] if c == "prompt" else r.get(c)) for c in cols] for r in rows], cols
 
 
 def _summary_tables(results: dict):
@@ -235,9 +242,10 @@ def _sample_detail(state: AppState, name: str, sample: dict | None):
 
 
 # --------------------------------------------------------------------------------------------- build
-def build_app(runs_root: str | Path, *, max_new_tokens: int = 256) -> gr.Blocks:
-    """The app's page over ``runs_root`` (nothing is loaded until it is used)."""
-    state = AppState(Path(runs_root), max_new_tokens=max_new_tokens)
+def build_app(runs_root: str | Path, *, max_new_tokens: int = 256, threads: int | None = None) -> gr.Blocks:
+    """The app's page over ``runs_root`` (nothing is loaded until it is used). ``threads``: CPU threads for
+    in-process generation (``None``: torch's default)."""
+    state = AppState(Path(runs_root), max_new_tokens=max_new_tokens, threads=threads)
     with gr.Blocks(title="medix-r1", analytics_enabled=False) as demo:
         gr.Markdown(f"## medix-r1 &nbsp; <small>runs: `{html.escape(str(state.root))}`</small>")
         with gr.Tabs():
@@ -284,7 +292,7 @@ def _ask_tab(state: AppState) -> None:
             answer = gr.Textbox(label="Answer", elem_id="ask-answer")
             well = gr.Textbox(label="Well formed (shared parser)", elem_id="ask-well-formed")
             reward = gr.Markdown(elem_id="ask-reward")
-    upload.change(functools.partial(_preview, state), [upload, policy], [preview, image_note], api_name=False)
+    upload.change(functools.partial(_preview, state), [upload, policy], [preview, image_note], api_name="preview")
     go.click(functools.partial(_ask, state), [policy, url, served, trust, upload, question, reference, ref_mod,
                                               judge_url, max_tokens],
              [reply, status, tag, reasoning, answer, well, reward], api_name="ask")

@@ -30,11 +30,18 @@ def register(subparsers) -> None:
                    help="require this login (comma-separate several); default: $MEDIX_APP_AUTH, else none")
     p.add_argument("--max-new-tokens", type=int, default=256, metavar="N",
                    help="default length limit of an answer in the Ask tab (default 256)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for answering with an in-process policy (default: half the cores, at least "
+                        "1; a small model gains little from more, and a busy machine answers much later with them)")
     p.set_defaults(func=cmd_app)
 
 
 def cmd_app(args) -> int:
+    import os
+
     from medix_r1.app.server import launch
 
-    launch(args.runs, host=args.host, port=args.port, auth=args.auth, max_new_tokens=args.max_new_tokens)
+    threads = args.threads or max(1, (os.cpu_count() or 2) // 2)
+    launch(args.runs, host=args.host, port=args.port, auth=args.auth, max_new_tokens=args.max_new_tokens,
+           threads=threads)
     return 0

@@ -16,11 +16,12 @@ loads its base model, then the adapter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,28 @@ def _zero3_enabled() -> bool:
     except ImportError:
         return False
     return bool(is_deepspeed_zero3_enabled())
+
+
+@contextlib.contextmanager
+def outside_zero3() -> Iterator[None]:
+    """Load models inside this block as whole, ordinary models even while DeepSpeed ZeRO-3 is on.
+
+    Once the trainer arguments enable ZeRO-3, every ``from_pretrained`` partitions its weights over the
+    processes (``deepspeed.zero.Init``). That is right for the policy, which DeepSpeed then runs, and wrong for
+    the models the rewards load lazily in each process (the embedder, an in-process judge): used outside
+    DeepSpeed, their partitioned weights are empty (``RuntimeError: 'weight' must be 2-D``).
+    """
+    try:
+        import transformers.integrations.deepspeed as hf_deepspeed
+    except ImportError:
+        yield
+        return
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 def _device_map(device: str | None) -> str | None:

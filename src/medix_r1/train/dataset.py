@@ -9,7 +9,9 @@ dataset) holds a reference to its row (:class:`~medix_r1.data.table_images.Table
 column), a JSONL sample the image's path. The Arrow table built here holds only small columns (a row index
 and the text fields); the prompt is rendered with the recipe's template and the images are read, decoded and
 size-bounded when the trainer's data loader reads a batch (``set_transform``), so every training process
-holds the text of the dataset, not its images (``benchmarks/train_memory.py`` measures it). An image that
+holds the text of the dataset, not its images (``benchmarks/train_memory.py`` measures it). A Parquet file is
+still decompressed into memory by pyarrow when it is read; large image sets train leaner from a
+``save_to_disk`` folder or a hub dataset, which are memory-mapped. An image that
 cannot be decoded raises :class:`TrainingDataError` naming the sample id, its source and the field.
 """
 

@@ -140,3 +140,24 @@ def check_process_count(argv: list[str] | None = None) -> str | None:
                f"`torchrun --nproc_per_node {wanted}`; see docs/training.md, \"Launchers and engines\".")
     log.warning(message)
     return message
+
+
+def check_engine(args: Any) -> None:
+    """Refuse an engine that accelerate asked for but would silently not use.
+
+    accelerate 1.15 turns FSDP on only for GPU-type launches: with ``use_cpu`` its state is ``MULTI_CPU``
+    and the script would train plain data parallel (every process holding the whole model) while the
+    config says FSDP.
+    """
+    from medix_r1.errors import UsageError
+
+    if not _env_true("ACCELERATE_USE_FSDP"):
+        return
+    on_cpu = bool(getattr(args, "use_cpu", False)) or str(getattr(args, "device", "")).startswith("cpu")
+    if on_cpu:
+        raise UsageError(
+            "the accelerate config asks for FSDP, but accelerate runs FSDP on GPUs only: on the CPU "
+            "(use_cpu: true, trainer.use_cpu, or no GPU) this launch would train plain data parallel, every "
+            "process holding the whole model",
+            fix="run FSDP on GPUs; on CPU use DDP (recipes/accelerate/cpu_ddp.yaml) or DeepSpeed ZeRO-3 "
+                "(zero3.yaml with use_cpu: true)")

@@ -235,9 +235,10 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
     from transformers import set_seed
 
     from medix_r1.models import load_policy
+    from medix_r1.models.loading import outside_zero3
     from medix_r1.models.processors import apply_pixel_bounds
     from medix_r1.train.dynamic_sampling import DynamicSamplingConfig
-    from medix_r1.train.launch import check_process_count, policy_device
+    from medix_r1.train.launch import check_engine, check_process_count, policy_device
     from medix_r1.train.layout import batch_layout, layout_warnings
     from medix_r1.train.model_setup import count_parameters, freeze_vision_tower, lora_config
     from medix_r1.train.preflight import check_model_source, check_output_dir, check_template, load_data
@@ -286,6 +287,7 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
         recipe.reward).get("weights_list")
     kwargs = grpo_config_kwargs(recipe, out, reward_weights)
     args = make_grpo_config(kwargs)
+    check_engine(args)
     _check_algorithm(recipe, args)
     layout = batch_layout(args, args.world_size, "this launch")
     gb = recipe.global_batch
@@ -296,7 +298,8 @@ def run_training(recipe_or_path: str | os.PathLike | Recipe | dict, overrides: l
 
     # 4. rewards (the judge is checked now, not after the first generation)
     rewards = reward_setup or build_rewards(recipe.reward)
-    rewards.check()
+    with outside_zero3():  # the check may load reward models: whole models, not ZeRO-3 partitions
+        rewards.check()
     fingerprint = recipe_fingerprint(recipe, rewards.describe(), template)
     if resume and checkpoint is not None:
         check_fingerprint(out, fingerprint, force=force)

@@ -52,7 +52,10 @@ class RewardAccountingMixin:
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         from accelerate.utils import gather_object
 
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        from medix_r1.models.loading import outside_zero3
+
+        with outside_zero3():  # reward models load here, lazily: whole, not as ZeRO-3 partitions
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         # Every process is here for the same round: sum the reward's counts of this round over processes.
         local: dict[str, Any] = {}
         for source in self.count_sources:
