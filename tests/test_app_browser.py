@@ -92,6 +92,10 @@ def test_runs_tab_training_curves_and_eval_samples(page, runs, artifacts):
     page.wait_for_selector("#runs-curves img, #runs-curves svg")
     assert "Computed tomography" in page.locator("#runs-train-samples").inner_text()
     page.screenshot(path=str(artifacts / "app-runs-train.png"), full_page=True)
+    # A run being written: a new metrics row shows up by itself (the page refreshes every 5 s).
+    with (runs / "demo" / "train" / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 9, "reward": 1.9, "kl": 0.02}\n')
+    page.wait_for_function("document.querySelector('#runs-message').innerText.includes('9 logged steps')")
 
     choose(page, "runs-run", "broken-train")
     page.wait_for_function("document.querySelector('#runs-message').innerText.includes('line 2: not JSON')")

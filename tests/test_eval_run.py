@@ -408,6 +408,8 @@ def test_three_of_four_bad_rows_never_show_as_a_clean_100(tmp_path, capsys):
     # --limit is recorded and shown
     assert json.loads((tmp_path / "run" / "run.json").read_text())["limit"] == 4
     assert "--limit 4" in md.split("## Summary")[0] and "--limit 4" in page and "--limit 4" in out
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["overall"] is None and res["overall_ci95"] is None  # the only task is under the threshold
 
 
 def test_empty_task_and_all_bad_task_are_errors(tmp_path, capsys):

@@ -135,7 +135,7 @@ def test_paper_single_letter_mcq_answer_is_zeroed_even_when_right(judge_server):
     suite = RewardSuite(config_for(judge_server, mode="paper"))
     out = run(suite.aaccuracy_llm, completions=["<X_RAY><thinking>r</thinking><answer>B</answer>"],
               solution=["<X_RAY> B"])
-    assert out == [0.0]  # the release's guard runs before the exact match (reference.md §3)
+    assert out == [0.0]  # the release's invalid-answer rule runs before the exact match
 
 
 def test_paper_judge_sees_no_question_default_does(judge_server):

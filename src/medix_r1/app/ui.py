@@ -114,11 +114,16 @@ def _reward_markdown(scored: dict) -> str:
     total = scored.get("total")
     raw = d.get("judge_raw")
     status = d.get("judge_status")
-    guard = "flagged: answer addressed the grader (scored 0)" if status == "injection" else "passed"
+    if d.get("injection") or status == "injection":
+        reasons = "; ".join(d.get("injection_reasons") or []) or "the answer addresses the grader"
+        guard = f"flagged ({html.escape(reasons)})"
+    else:
+        guard = "passed"
     return "\n".join([
         "| component | reward |", "|---|---|", *rows,
         f"| **total** | {'-' if total is None else f'{total:.2f}'} |", "",
-        f"Judge status: `{status}`; shortcut: `{d.get('shortcut')}`; guard: {guard}",
+        (f"Judge status: `{status}`; decided by: `{d.get('rule') or d.get('shortcut') or 'judge'}`; "
+         f"injection guard: {guard}"),
         "", "Judge's raw reply:", "", f"```\n{raw if raw is not None else '(no judge call)'}\n```"])
 
 

@@ -316,7 +316,8 @@ async def check_endpoint(backend: Any, *, role: str) -> list[str]:
                            f"{backend.model_name!r}", where=model_flag,
                            fix=f"pass {model_flag} {served[0]}, or serve {backend.model_name} there")
     try:
-        await backend.check()  # the client learns what it needs (e.g. a server that loads models on demand)
+        if not served:  # the client must learn that this server loads models on demand (it lists none)
+            await backend.check()
     except BackendError as exc:
         raise ServiceError(f"the {what} at {base}: {exc.what}", where=url_flag,
                            fix=f"check {url_flag} and {model_flag}") from None

@@ -207,7 +207,10 @@ def score_run(out_dir: str | Path, *, n_resamples: int = 1000, seed: int = 0, ju
         vals = [tasks[t]["accuracy"] for t in subset]
         return float(np.mean(vals)) if vals else None
 
-    oci = overall_ci([task_scores[t] for t in covered], n_resamples=n_resamples, seed=seed)
+    if len(covered) == 1:  # overall is that task's accuracy: the same CI, not a second estimate of it
+        oci = tasks[covered[0]]["ci95"]
+    else:
+        oci = overall_ci([task_scores[t] for t in covered], n_resamples=n_resamples, seed=seed)
     judge = {k: v for k, v in (run.get("judge") or {}).items() if k != "last_stats"} or None
     results = {
         "schema": RESULTS_SCHEMA,

@@ -2,7 +2,7 @@
 
 The default is the bundled SmolLM2-135M-Instruct (``medix_r1.models.bundled.smollm2_path()``). It is a weak
 judge: on 24 labelled grading cases it scored ROC-AUC 0.54 zero-shot (it says NO to everything) and 0.75 with
-four worked examples in the prompt (offline.md). So the reward uses the few-shot prompts with it
+four worked examples in the prompt. So the reward uses the few-shot prompts with it
 (:attr:`prefers_few_shot`), and loading it logs a warning. It exists to exercise the whole reward path
 offline and in CI, never to make claims about answer quality; use a served Qwen3 judge for that.
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 WEAK_JUDGE_WARNING = (
     "the local judge %s is a weak judge (SmolLM2-135M-Instruct: ROC-AUC 0.54 zero-shot, 0.75 with 4 worked "
-    "examples on 24 labelled cases, offline.md). Its verdicts exercise the reward path; they say little about "
+    "examples on 24 labelled cases). Its verdicts exercise the reward path; they say little about "
     "answer quality. Serve a real judge (e.g. `vllm serve Qwen/Qwen3-4B-Instruct-2507`) for real runs.")
 _ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct", "local")
 

@@ -13,8 +13,8 @@ Registered here (the reward's prompts):
   (no truncation, no delimiter clean-up): paper mode with the injection guard off;
 - ``reward-default``: the same, plus the question;
 - ``reward-paper-fewshot`` / ``reward-default-fewshot``: short versions with four worked examples given as
-  earlier chat turns, for small in-process judges (offline.md: SmolLM2 answers NO to everything zero-shot;
-  long prompts are slow on CPU and lose a small model).
+  earlier chat turns, for small in-process judges (zero-shot, SmolLM2 answers NO to everything; long
+  prompts are slow on CPU and lose a small model).
 
 Evaluation adds its own prompts (JSON ``{"score": 0|1}`` with re-evaluation rounds, a 0-5 rubric) by
 subclassing :class:`JudgePrompt` and calling :func:`register_prompt`.

@@ -3,7 +3,7 @@ r"""The ONE completion parser of medix-r1.
 Rewards, the judge and evaluation all call :func:`parse_completion`; nothing else in the package parses
 completions, so training and evaluation share one definition of "the answer" and "well formed".
 
-Expected shape (reference.md §2)::
+Expected shape (the MediX-R1 output format)::
 
     <CT_SCAN><thinking> ... reasoning ... </thinking><answer> final answer </answer>
 

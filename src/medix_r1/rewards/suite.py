@@ -184,7 +184,8 @@ class RewardSuite:
         """
         texts = completion_texts(completions)
         refs = row_references(len(texts), kwargs)
-        key = (tuple(texts), tuple(_ref_key(r) for r in refs))
+        # TRL hands every component the same list object; a later step with identical text is a new batch
+        key = (id(completions), tuple(texts), tuple(_ref_key(r) for r in refs))
         with self._prep_lock:
             if self._last_prepared is not None and self._last_prepared[0] == key:
                 return self._last_prepared[1]
