@@ -36,7 +36,11 @@ def app_runs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def app_server(app_runs):
+    from medix_r1.models.bundled import embedded_policy_path
     from medix_r1.testing.app_runs import AppProcess
 
+    # Build the embedded policy here, once (about a minute with a cold MEDIX_CACHE, as on a fresh CI machine),
+    # so the browser's wait for an answer measures the app, not the first build of the cached model.
+    embedded_policy_path()
     with AppProcess(app_runs, "--max-new-tokens", "16") as proc:
         yield proc

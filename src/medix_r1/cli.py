@@ -237,7 +237,9 @@ def _os_fix(exc: OSError) -> str:
         return "choose a folder you can write to (or fix its permissions)"
     if exc.errno == errno.ENOSPC:
         return "free disk space or choose an output folder on another disk"
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return "a file stands where the path needs a folder: choose another path or move the file"
+    if exc.errno == errno.ENOENT:
         return "check the path (relative paths start from the current folder)"
     return "check the path and its permissions (-v shows where it happened)"
 

@@ -20,7 +20,7 @@ from medix_r1.registry import Registry, UnknownNameError, unknown_name_message
 TASKS_DIR = Path(__file__).parent / "tasks"
 AUTO_GROUPS = ("all", "text", "vision")
 NOT_IN_ALL = frozenset({"demo"})
-# The reference protocol's 17 tasks in its order (reference.md §6); reports and groups list tasks this way.
+# The reference protocol's 17 tasks in its order (docs/background.md §6); reports and groups list tasks this way.
 PAPER_TASKS: tuple[str, ...] = (
     "mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_college_biology", "mmlu_college_medicine",
     "mmlu_medical_genetics", "mmlu_professional_medicine", "medmcqa", "medqa", "usmle_sa", "pubmedqa",

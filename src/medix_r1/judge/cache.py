@@ -83,8 +83,9 @@ class VerdictCache:
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
             conn.execute(_SCHEMA)
         except sqlite3.Error as exc:
-            raise OSError(f"cannot open the verdict cache {self.path}: {exc}. Pass another cache path "
-                          f"(--cache-dir) or delete the file if it is corrupt.") from exc
+            raise OSError(f"cannot open the verdict cache {self.path}: {exc}. Use another cache (medix-r1 "
+                          f"score --cache-dir, medix-r1 eval --judge-cache-path, reward.judge.cache_path in a "
+                          f"recipe) or delete the file if it is corrupt.") from exc
         self._conn, self._pid = conn, os.getpid()
         return conn
 

@@ -58,7 +58,8 @@ class LocalChatBackend(ChatBackend):
 
     def how_to_fix(self) -> str:
         return ("the local judge model failed to load or generate: check the model path and its log; or serve a "
-                "judge and pass --judge-url/--judge-model")
+                "judge and point medix-r1 at it: for medix-r1 score or eval, --judge-url and --judge-model; in a "
+                "training recipe, reward.judge.url and reward.judge.model")
 
     # ----------------------------------------------------------------------------------------- loading
     def load(self) -> None:

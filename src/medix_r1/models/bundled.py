@@ -42,7 +42,7 @@ SMOLLM2_VERSION = "smollm2-v1"
 EMBEDDED_VERSION = "embedded-v1"
 EMBEDDED_SEED = 1234
 
-# The embedded policy's vision side (offline.md "A real demo policy offline"): 128 px / 16 px patches =
+# The embedded policy's vision side (docs/background.md §9): 128 px / 16 px patches =
 # 8 x 8 patches; pixel shuffle with scale factor 2 turns them into 4 x 4 = 16 image tokens.
 EMBEDDED_IMAGE_SIZE = 128
 EMBEDDED_PATCH_SIZE = 16

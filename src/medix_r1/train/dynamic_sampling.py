@@ -5,7 +5,7 @@ everywhere, so it adds no policy gradient; a group that is (almost) always right
 almost none. DAPO drops such groups and refills the batch with fresh prompts, so every update sees groups
 that discriminate. Here a group is dropped when its mean total reward (the weighted mean of the components
 that apply, :func:`medix_r1.rewards.total.composite_total`) is ``<= min_mean`` or ``>= max_mean``
-(0.01 / 0.99 as in reference.md §4), or when all its rewards are equal (``drop_equal``).
+(0.01 / 0.99 as in the paper's recipes, docs/background.md §4), or when all its rewards are equal (``drop_equal``).
 
 Where it hooks into TRL (no fork): :class:`DynamicSamplingMixin` overrides
 ``GRPOTrainer._generate_and_score_completions``, the one method that turns a generation batch of prompts
