@@ -174,7 +174,7 @@ _REPO_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "cpu.y
 DEMO_RECIPE = str(_REPO_RECIPE if _REPO_RECIPE.is_file() else Path("recipes/demo/cpu.yaml"))
 DEMO_EVAL_TASK = "medix-demo"
 DEMO_EVAL_TOKENS = 48  # as in training (max_completion_length): the format fits, nothing longer is needed
-DEMO_EVAL_LIMIT = 16  # the prompt (3 worked examples, ~540 tokens) dominates: each question costs its prefill
+DEMO_EVAL_LIMIT = 12  # the prompt (3 worked examples, ~540 tokens) dominates: each question costs its prefill
 DEMO_EVAL_BATCH = 8
 
 

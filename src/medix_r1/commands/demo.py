@@ -12,7 +12,7 @@ def register(sub) -> None:
         description=(
             "Runs everything on the embedded defaults, offline, on a laptop CPU: rebuilds and validates the "
             "bundled data, shows the prompt and the parser, trains the embedded demo policy for a few GRPO steps "
-            "(recipes/demo/cpu.yaml) and evaluates it against its starting point on 16 questions of the bundled "
+            "(recipes/demo/cpu.yaml) and evaluates it against its starting point on 12 questions of the bundled "
             "test split with the local judge's fast path. Sized for at most 10 minutes on 2 CPU cores. Ends by "
             "saying how to browse the run folder in the app (medix-r1 app --runs OUTPUT_DIR)."
         ),
