@@ -55,8 +55,12 @@ def _leading_json_score(text: str) -> float | None | str:
         return None
     if not isinstance(obj, dict) or "score" not in obj:
         return None
-    value = obj["score"]
-    if isinstance(value, bool):
+    return _score_value(obj["score"])
+
+
+def _score_value(value) -> float | None:
+    """A JSON ``score`` as a number: a number or a numeric string; a boolean, null or other text is no score."""
+    if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
         try:
@@ -260,15 +264,7 @@ def parse_paper_reply(reply: str | None) -> float | None:
         obj = json.loads(text[start:end + 1])
     except json.JSONDecodeError:
         return None
-    value = obj.get("score") if isinstance(obj, dict) else None
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    return float(value) if isinstance(value, (int, float)) else None
+    return _score_value(obj.get("score") if isinstance(obj, dict) else None)
 
 
 class PaperBinaryPrompt(JudgePrompt):
