@@ -71,7 +71,7 @@ def test_demo_recipe_is_the_measured_cpu_setting():
     assert (r.model.name_or_path, r.data.template, r.data.train) == ("embedded", "medix-3shot", "bundled")
     assert t["use_cpu"] is True and t["bf16"] is False and t["report_to"] == "none"
     assert (t["max_steps"], t["num_generations"], t["max_completion_length"], t["learning_rate"], t["beta"]) == (
-        8, 4, 48, 5e-5, 0.0)
+        6, 4, 48, 5e-5, 0.0)
     assert r.data.image_only and r.reward["judge"]["backend"] == "local"
     # all four components are logged; only format and modality move the policy (see the recipe's comment)
     assert r.reward["weights"] == {"format": 0.75, "modality": 0.25, "accuracy_llm": 0.0, "accuracy_embed": 0.0}
