@@ -57,6 +57,13 @@ class _Running:
                 self.total += v
 
 
+def _failure_counts(judge) -> dict[str, int]:
+    """The judge's failed verdicts by kind, under the names both the counts and the metrics use."""
+    return {"judge/unparseable": judge.by_status.get("unparseable", 0),
+            "judge/timeouts": judge.by_status.get("timeout", 0),
+            "judge/errors": judge.by_status.get("error", 0)}
+
+
 @dataclass
 class RewardStats:
     """Running reward metrics, updated by the reward functions; the trainer logs :meth:`snapshot`."""
@@ -89,11 +96,8 @@ class RewardStats:
             if j.requests:
                 out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
                             "judge/model_failures": j.model_failures, "judge/cache_hits": j.cache_hits,
-                            "judge/deduplicated": j.deduplicated,
-                            "judge/unparseable": j.by_status.get("unparseable", 0),
-                            "judge/timeouts": j.by_status.get("timeout", 0),
-                            "judge/errors": j.by_status.get("error", 0),
-                            "judge/latency_total_s": j.latency_total_s})
+                            "judge/deduplicated": j.deduplicated, "judge/latency_total_s": j.latency_total_s,
+                            **_failure_counts(j)})
             for k, n in self.shortcuts.items():
                 out[f"reward/shortcut/{k}"] = n
             # the guard's flags are decided in preparation (counted once, as a shortcut), never by the judge
@@ -124,10 +128,7 @@ class RewardStats:
             if j.requests:
                 out.update({"judge/requests": j.requests, "judge/model_calls": j.model_calls,
                             "judge/error_rate": j.error_rate, "judge/cache_hit_rate": j.cache_hit_rate,
-                            "judge/mean_latency_s": j.mean_latency_s,
-                            "judge/unparseable": j.by_status.get("unparseable", 0),
-                            "judge/timeouts": j.by_status.get("timeout", 0),
-                            "judge/errors": j.by_status.get("error", 0)})
+                            "judge/mean_latency_s": j.mean_latency_s, **_failure_counts(j)})
             for k, n in self.shortcuts.items():
                 out[f"reward/shortcut/{k}"] = n
             if self.shortcuts.get("injection"):
